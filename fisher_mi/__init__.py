@@ -1,0 +1,20 @@
+"""fisher_mi: which layers of a classifier hold its private training data, measured by
+per-layer Fisher information, and the transfer-learning defense (TL-DMI) built on it."""
+
+__version__ = "0.1.0"
+
+from fisher_mi.data import load_dataset
+from fisher_mi.errors import FisherMIError
+from fisher_mi.fisher import profile
+from fisher_mi.models import build_model, load_model, named_layers, save_model
+
+__all__ = [
+    "FisherMIError",
+    "__version__",
+    "build_model",
+    "load_dataset",
+    "load_model",
+    "named_layers",
+    "profile",
+    "save_model",
+]

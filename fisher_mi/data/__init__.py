@@ -1,0 +1,28 @@
+"""Datasets for fisher_mi: a registry of named datasets behind one ``load_dataset(spec, split)``.
+
+Importing this package registers the bundled digit sets (``mnist``, ``digits``) and the
+on-disk ``folder`` loader. Images are float32 ``C x H x W`` tensors in [0, 1], decoded and
+transformed with Pillow only.
+"""
+
+from __future__ import annotations
+
+from fisher_mi.data import bundled, folder  # noqa: F401  (importing registers the datasets)
+from fisher_mi.data.datasets import ImageFileDataset, ImageTensorDataset, LabelledDataset
+from fisher_mi.data.images import image_to_tensor, open_image
+from fisher_mi.data.locate import find_shared_data, shared_data_skip_reason
+from fisher_mi.data.registry import DATASETS, SPLITS, DatasetEntry, load_dataset
+
+__all__ = [
+    "DATASETS",
+    "SPLITS",
+    "DatasetEntry",
+    "ImageFileDataset",
+    "ImageTensorDataset",
+    "LabelledDataset",
+    "find_shared_data",
+    "image_to_tensor",
+    "load_dataset",
+    "open_image",
+    "shared_data_skip_reason",
+]

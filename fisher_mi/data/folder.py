@@ -1,0 +1,146 @@
+"""``folder:ROOT``: identity sub-folders of images (a face dataset, an attack's reconstructions).
+
+Layout: ``ROOT/<identity>/<image files>``, or, per split, ``ROOT/<split>/<identity>/<image
+files>`` with ``<split>`` among ``private``, ``private-test``, ``public``.
+
+* Splits: if ROOT holds any split-named folder, each such folder is its own identity tree
+  (other folders beside them are ignored) and a split without its folder is an error listing
+  the ones present. Otherwise ROOT is one flat set of identities that answers every split
+  name, so ``--also inverted=folder:runs/gmi/images`` serves whichever split is asked for.
+* Images: every non-hidden regular file Pillow can open, recognised by content (a ``.png``
+  holding JPEG bytes is read as JPEG); other files are skipped with one logged warning.
+  Files are read in ``sorted()`` name order.
+* Labels: if every identity folder name is a non-negative integer, the label is that integer
+  (attacks save reconstructions as ``ROOT/<target class>/...`` and some classes may be
+  missing), so folders 0, 2, 7 give labels 0, 2, 7 and ``num_classes`` 8. Otherwise the label
+  is the index of the name among the sorted identity folder names, computed per tree: give
+  ``private`` and ``private-test`` the same identity folders (or integer names) so their
+  labels agree. ``num_classes`` is the largest label + 1; empty identity folders still count.
+* Defaults: ``image_size`` 64 (the MI literature's size), ``channels`` 3 (RGB).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from PIL import Image
+
+from fisher_mi.data.datasets import ImageFileDataset
+from fisher_mi.data.registry import DATASETS, SPLITS, DatasetEntry
+from fisher_mi.errors import DataError
+
+DEFAULT_IMAGE_SIZE = 64
+DEFAULT_CHANNELS = 3
+LAYOUT = (
+    "expected ROOT/<identity>/<image files> or ROOT/<split>/<identity>/<image files> "
+    f"with <split> in {', '.join(SPLITS)}"
+)
+
+logger = logging.getLogger(__name__)
+
+
+def _visible(path: Path) -> bool:
+    return not path.name.startswith(".")
+
+
+def _is_image(path: Path) -> bool:
+    """Whether Pillow recognises the file's content (reads the header only, not the pixels)."""
+    try:
+        with Image.open(path):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
+def split_tree(root: Path, split: str) -> Path:
+    """The identity tree serving ``split``: ``ROOT/<split>`` in the split layout, else ROOT."""
+    if not root.is_dir():
+        raise DataError(f"data root {root} is not a folder; {LAYOUT}")
+    present = [name for name in SPLITS if (root / name).is_dir()]
+    if not present:
+        return root
+    if split not in present:
+        raise DataError(
+            f"{root} has no folder for split {split!r}; present: {', '.join(present)}; "
+            f"pick one of those or add {root / split}"
+        )
+    return root / split
+
+
+def label_identities(names: list[str], tree: Path) -> tuple[dict[str, int], list[str]]:
+    """Label of each identity folder name, and the class names indexed by label.
+
+    Integer names are their own labels; otherwise labels index the sorted names.
+    """
+    if not all(name.isascii() and name.isdigit() for name in names):
+        return {name: index for index, name in enumerate(names)}, list(names)
+    labels: dict[str, int] = {}
+    by_label: dict[int, str] = {}
+    for name in names:
+        label = int(name)
+        if label in by_label:
+            raise DataError(
+                f"folders {by_label[label]!r} and {name!r} under {tree} both name class "
+                f"{label}; merge or rename one"
+            )
+        labels[name], by_label[label] = label, name
+    class_names = [by_label.get(label, str(label)) for label in range(max(by_label) + 1)]
+    return labels, class_names
+
+
+def index_tree(tree: Path) -> tuple[list[tuple[Path, int]], list[str]]:
+    """``(path, label)`` of every image under ``tree``'s identity folders, and class names.
+
+    Raises:
+        DataError: ``tree`` holds no identity folder or no image.
+    """
+    identities = sorted(p for p in tree.iterdir() if p.is_dir() and _visible(p))
+    if not identities:
+        raise DataError(f"{tree} holds no identity sub-folders; {LAYOUT}")
+    labels, class_names = label_identities([p.name for p in identities], tree)
+    samples: list[tuple[Path, int]] = []
+    skipped: list[Path] = []
+    for identity in identities:
+        for path in sorted(p for p in identity.iterdir() if p.is_file() and _visible(p)):
+            if _is_image(path):
+                samples.append((path, labels[identity.name]))
+            else:
+                skipped.append(path)
+    if skipped:
+        logger.warning(
+            "skipped %d file(s) under %s that Pillow cannot read as images, e.g. %s",
+            len(skipped),
+            tree,
+            skipped[0],
+        )
+    if not samples:
+        raise DataError(f"{tree} holds no images Pillow can read; {LAYOUT}")
+    return samples, class_names
+
+
+def load_folder(
+    root: Path | None, split: str, *, image_size: int | None, channels: int | None
+) -> ImageFileDataset:
+    """The images of ``split`` under ``root``, by the rules in the module docstring."""
+    if root is None:
+        raise DataError("dataset 'folder' reads images from disk; use folder:/path/to/data")
+    samples, class_names = index_tree(split_tree(root, split))
+    return ImageFileDataset(
+        samples,
+        class_names=class_names,
+        size=DEFAULT_IMAGE_SIZE if image_size is None else image_size,
+        channels=DEFAULT_CHANNELS if channels is None else channels,
+    )
+
+
+DATASETS.add(
+    "folder",
+    DatasetEntry(
+        name="folder",
+        load=load_folder,
+        needs_root=True,
+        splits=None,
+        description="ROOT/<identity>/<images> or ROOT/<split>/<identity>/<images>, any format",
+    ),
+)

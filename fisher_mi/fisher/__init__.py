@@ -1,0 +1,15 @@
+"""Per-layer Fisher information: ``profile`` and its backends."""
+
+from fisher_mi.fisher import loop, vmap  # noqa: F401  (register the backends)
+from fisher_mi.fisher.backends import BACKENDS, FisherBackend, make_backend, register_backend
+from fisher_mi.fisher.profile import COLUMNS, FISHER_KINDS, profile
+
+__all__ = [
+    "BACKENDS",
+    "COLUMNS",
+    "FISHER_KINDS",
+    "FisherBackend",
+    "make_backend",
+    "profile",
+    "register_backend",
+]

@@ -1,0 +1,68 @@
+"""How per-sample squared gradient norms are computed: the backend registry.
+
+A backend answers one question for a batch: for every sample n and layer l, the squared norm
+||grad_{theta_l} l_n||^2 of the per-sample loss gradient. The Fisher trace of a layer is the
+mean of that over samples, so nothing more is ever needed (and the faster backends never
+build per-sample gradients at all). Every backend is checked against ``loop``, the float64
+brute-force reference shipped in the package.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from torch import Tensor, nn
+
+from fisher_mi.errors import ConfigError
+from fisher_mi.models.layers import LayerInfo
+from fisher_mi.registry import Registry
+
+
+@dataclass(frozen=True)
+class BatchNorms:
+    """Per-sample losses (batch,) and squared gradient norms per layer (batch, layers)."""
+
+    losses: Tensor
+    squared_norms: Tensor
+
+
+class FisherBackend(ABC):
+    """Computes per-sample squared gradient norms of the cross-entropy, layer by layer.
+
+    ``layers`` carry the qualified names of the parameters to differentiate; the caller
+    guarantees they have ``requires_grad=True`` and the model is in eval mode.
+    """
+
+    name: str
+
+    def __init__(self, *, chunk_size: int = 32) -> None:
+        if chunk_size < 1:
+            raise ConfigError(f"chunk_size must be at least 1, got {chunk_size}")
+        self.chunk_size = chunk_size
+
+    @abstractmethod
+    def squared_norms(
+        self, model: nn.Module, layers: Sequence[LayerInfo], x: Tensor, y: Tensor
+    ) -> BatchNorms:
+        """Per-sample losses and squared per-layer gradient norms of one batch."""
+
+
+BACKENDS: Registry[type[FisherBackend]] = Registry("Fisher backend")
+DEFAULT_BACKEND = "vmap"
+
+
+def register_backend(name: str):
+    """Class decorator registering a backend under ``name`` (also sets ``cls.name``)."""
+
+    def decorate(cls: type[FisherBackend]) -> type[FisherBackend]:
+        cls.name = name
+        return BACKENDS.add(name, cls)
+
+    return decorate
+
+
+def make_backend(name: str, *, chunk_size: int = 32) -> FisherBackend:
+    """Instantiate a registered backend; ``"auto"`` picks the fastest exact one available."""
+    return BACKENDS.get(DEFAULT_BACKEND if name == "auto" else name)(chunk_size=chunk_size)

@@ -1,0 +1,287 @@
+"""``profile``: per-layer Fisher information of a classifier on one dataset, as a table.
+
+For layer l with parameters theta_l and a dataset of N samples,
+
+    fisher_trace_l = (1/N) * sum_n ||grad_{theta_l} l_n||^2,     l_n = -log p(y_n | x_n),
+
+the trace of the layer's block of the empirical Fisher, and fisher_per_param_l =
+fisher_trace_l / n_params_l. With ``fisher="true"`` the labels are drawn from the model,
+y ~ p(y | x_n), ``mc_samples`` times per input, and the squared norms are averaged over the
+draws: an unbiased Monte-Carlo estimate of the true Fisher's trace,
+(1/N) sum_n sum_c p(c|x_n) ||grad_{theta_l} -log p(c|x_n)||^2.
+
+The model is evaluated in ``eval()`` mode (BatchNorm running statistics, no dropout); its
+per-module train/eval flags, ``requires_grad`` flags and device are restored afterwards, and
+``.grad`` fields are never written. Sums are accumulated in float64 and only per-layer sums
+and a sample count are kept, so memory does not grow with the dataset.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset, IterableDataset, Subset
+from tqdm.auto import tqdm
+
+from fisher_mi.errors import ConfigError, DataError
+from fisher_mi.fisher.backends import FisherBackend, make_backend
+from fisher_mi.fisher.guards import (
+    check_at_least_one,
+    check_deterministic,
+    check_finite,
+    check_has_layers,
+    check_labels,
+)
+from fisher_mi.fisher.targets import logits_of, sample_labels
+from fisher_mi.models.layers import LayerInfo, named_layers
+
+FISHER_KINDS = ("empirical", "true")
+COLUMNS = [
+    "layer",
+    "depth",
+    "kind",
+    "n_params",
+    "split",
+    "n_samples",
+    "fisher_trace",
+    "fisher_per_param",
+    "fisher",
+    "backend",
+]
+
+
+@dataclass(frozen=True)
+class FisherSums:
+    """Per-layer sums of squared per-sample gradient norms over ``count`` inputs (float64)."""
+
+    sums: Tensor
+    count: int
+
+
+def profile(
+    model: nn.Module,
+    data: Dataset | DataLoader | Iterable,
+    *,
+    split: str = "private",
+    fisher: str = "empirical",
+    backend: str = "auto",
+    batch_size: int = 64,
+    max_samples: int | None = None,
+    device: str | torch.device | None = None,
+    mc_samples: int = 1,
+    seed: int = 0,
+    chunk_size: int = 32,
+    trainable_only: bool = False,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """Per-layer Fisher information of ``model`` on ``data`` (formula in the module docstring).
+
+    Args:
+        model: a classifier returning logits, or a tuple whose last element is the logits.
+        data: a map-style Dataset, or a DataLoader (or any iterable) yielding ``(x, y)`` batches.
+        split: the label written in the table's ``split`` column.
+        fisher: ``"empirical"`` (true labels) or ``"true"`` (labels drawn from the model).
+        backend: ``"auto"``, or a registered backend name (``loop``, ``vmap``, ...).
+        batch_size: batch size when ``data`` is a Dataset.
+        max_samples: use at most this many samples: a seeded random subset of a Dataset
+            (so class-sorted data stay representative), the first ones of a loader.
+        device: where to compute; default the model's device. The model is moved there and
+            back.
+        mc_samples: label draws per input for ``fisher="true"``.
+        seed: seeds the subset and the label draws; same seed, same table.
+        chunk_size: per-sample gradients held at once by the ``vmap`` backend.
+        trainable_only: profile only parameters with ``requires_grad`` (frozen ones are
+            profiled by default: where private information sits matters for frozen layers too).
+        progress: show a progress bar over batches.
+
+    Returns:
+        A long DataFrame, one row per layer, with the columns in ``COLUMNS``.
+    """
+    if fisher not in FISHER_KINDS:
+        raise ConfigError(f"unknown fisher {fisher!r}; known: {', '.join(FISHER_KINDS)}")
+    for name, value in (
+        ("batch_size", batch_size),
+        ("max_samples", max_samples),
+        ("mc_samples", mc_samples),
+    ):
+        check_at_least_one(name, value)
+    layers = _select_layers(model, trainable_only=trainable_only)
+    engine = make_backend(backend, chunk_size=chunk_size)
+    batches, n_batches = _batches(data, batch_size=batch_size, max_samples=max_samples, seed=seed)
+    with _profiling_state(model, layers, device) as target:
+        totals = accumulate(
+            model,
+            layers,
+            batches,
+            engine,
+            device=target,
+            split=split,
+            fisher=fisher,
+            mc_samples=mc_samples,
+            max_samples=max_samples,
+            seed=seed,
+            progress=tqdm(
+                total=n_batches,
+                desc=f"fisher[{split}]",
+                unit="batch",
+                disable=None if progress else True,
+            ),
+        )
+    return fisher_table(layers, totals, split=split, fisher=fisher, backend=engine.name)
+
+
+def _select_layers(model: nn.Module, *, trainable_only: bool) -> list[LayerInfo]:
+    layers = named_layers(model)
+    if trainable_only:
+        parameters = dict(model.named_parameters())
+        kept = []
+        for layer in layers:
+            names = tuple(n for n in layer.param_names if parameters[n].requires_grad)
+            if names:
+                n_params = sum(parameters[n].numel() for n in names)
+                kept.append(
+                    LayerInfo(layer.name, layer.module, layer.depth, layer.kind, names, n_params)
+                )
+        layers = kept
+    check_has_layers(layers, trainable_only=trainable_only)
+    return layers
+
+
+def _batches(
+    data: Dataset | DataLoader | Iterable, *, batch_size: int, max_samples: int | None, seed: int
+) -> tuple[Iterable, int | None]:
+    """An iterable of ``(x, y)`` batches and, when known, how many there are."""
+    if isinstance(data, Dataset) and not isinstance(data, IterableDataset):
+        size = len(data)  # type: ignore[arg-type]
+        if size == 0:
+            raise DataError("the dataset is empty; check the data path and the split name")
+        check_deterministic(data)
+        if max_samples is not None and max_samples < size:
+            generator = torch.Generator().manual_seed(seed)
+            chosen = torch.randperm(size, generator=generator)[:max_samples].sort().values
+            data, size = Subset(data, chosen.tolist()), max_samples
+        return DataLoader(data, batch_size=batch_size, shuffle=False), math.ceil(size / batch_size)
+    if isinstance(data, IterableDataset):
+        return DataLoader(data, batch_size=batch_size), None
+    if isinstance(data, DataLoader) and not isinstance(data.dataset, IterableDataset):
+        if len(data.dataset) == 0:  # type: ignore[arg-type]
+            raise DataError("the data loader's dataset is empty; check the data path and the split")
+        check_deterministic(data.dataset)
+        return data, len(data)
+    return data, None
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+@contextlib.contextmanager
+def _profiling_state(
+    model: nn.Module, layers: Sequence[LayerInfo], device: str | torch.device | None
+) -> Iterator[torch.device]:
+    """Eval mode, profiled parameters differentiable, model on ``device``; all undone after."""
+    parameters = dict(model.named_parameters())
+    profiled = [parameters[name] for layer in layers for name in layer.param_names]
+    modes = {module: module.training for module in model.modules()}
+    flags = [(param, param.requires_grad) for param in profiled]
+    home = _model_device(model)
+    target = torch.device(device) if device is not None else home
+    try:
+        model.eval()
+        for param in profiled:
+            param.requires_grad_(True)
+        if target != home:
+            model.to(target)
+        yield target
+    finally:
+        if target != home:
+            model.to(home)
+        for param, flag in flags:
+            param.requires_grad_(flag)
+        for module, mode in modes.items():
+            module.train(mode)
+
+
+def accumulate(
+    model: nn.Module,
+    layers: Sequence[LayerInfo],
+    batches: Iterable,
+    engine: FisherBackend,
+    *,
+    device: torch.device,
+    split: str,
+    fisher: str,
+    mc_samples: int,
+    max_samples: int | None,
+    seed: int,
+    progress: tqdm,
+) -> FisherSums:
+    """Stream over batches, adding per-layer squared gradient norms into float64 sums."""
+    dtype = next(model.parameters()).dtype
+    generator = torch.Generator().manual_seed(seed)
+    sums = torch.zeros(len(layers), dtype=torch.float64, device=device)
+    count, num_classes = 0, None
+    with progress:
+        for batch in batches:
+            x, y = _unpack(batch)
+            if max_samples is not None:
+                x, y = x[: max_samples - count], y[: max_samples - count]
+            x, y = x.to(device=device, dtype=dtype), y.to(device)
+            if x.shape[0] == 0:
+                break
+            draws = mc_samples if fisher == "true" else 1
+            if fisher == "true" or num_classes is None:
+                with torch.no_grad():
+                    logits = logits_of(model(x))
+                num_classes = logits.shape[1]
+            check_labels(y, num_classes, split)
+            if fisher == "true":
+                y = sample_labels(logits, draws, generator).flatten().to(device)
+                x = x.repeat_interleave(draws, dim=0)
+            result = engine.squared_norms(model, layers, x, y.long())
+            check_finite(result, layers, model, x, split=split, offset=count, repeats=draws)
+            sums += result.squared_norms.to(torch.float64).sum(dim=0) / draws
+            count += x.shape[0] // draws
+            progress.update(1)
+            if max_samples is not None and count >= max_samples:
+                break
+    if count == 0:
+        raise DataError(f"split {split!r} yielded no samples; check the data path and the split")
+    return FisherSums(sums.cpu(), count)
+
+
+def _unpack(batch: object) -> tuple[Tensor, Tensor]:
+    if isinstance(batch, (tuple, list)) and len(batch) >= 2:
+        x, y = batch[0], batch[1]
+        if isinstance(x, Tensor) and isinstance(y, Tensor):
+            return x, y
+    raise DataError("each batch must be a pair (images, labels) of tensors; check the data loader")
+
+
+def fisher_table(
+    layers: Sequence[LayerInfo], totals: FisherSums, *, split: str, fisher: str, backend: str
+) -> pd.DataFrame:
+    """The tidy per-layer table (``COLUMNS``) from accumulated sums."""
+    traces = (totals.sums / totals.count).tolist()
+    rows = [
+        {
+            "layer": layer.name,
+            "depth": layer.depth,
+            "kind": layer.kind,
+            "n_params": layer.n_params,
+            "split": split,
+            "n_samples": totals.count,
+            "fisher_trace": trace,
+            "fisher_per_param": trace / layer.n_params,
+            "fisher": fisher,
+            "backend": backend,
+        }
+        for layer, trace in zip(layers, traces, strict=True)
+    ]
+    return pd.DataFrame(rows, columns=COLUMNS)

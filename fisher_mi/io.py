@@ -1,0 +1,100 @@
+"""Files in and out: atomic writes, tidy tables, and safe checkpoint reading.
+
+Outputs are written to a temporary file in the destination folder and renamed into place, so
+an interrupted run never leaves a half-written CSV or checkpoint behind. Checkpoints are
+untrusted input: they are read with ``torch.load(weights_only=True)``, which refuses any pickled
+object other than tensors and plain containers, so opening a file can never run its code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pickle
+import re
+import tempfile
+import zipfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import pandas as pd
+import torch
+
+from fisher_mi.errors import CheckpointError, UnsafeCheckpointError
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only on success."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(handle)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_atomic(
+    path: str | os.PathLike[str], write: Callable[[IO[Any]], None], *, binary: bool
+) -> Path:
+    """Open a temporary file, let ``write`` fill it, then move it onto ``path``."""
+    with atomic_path(path) as tmp, open(tmp, "wb" if binary else "w") as stream:
+        write(stream)
+    return Path(path)
+
+
+def write_text(path: str | os.PathLike[str], text: str) -> Path:
+    return write_atomic(path, lambda stream: stream.write(text), binary=False)
+
+
+def write_json(path: str | os.PathLike[str], obj: Any) -> Path:
+    return write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def write_table(path: str | os.PathLike[str], table: pd.DataFrame) -> Path:
+    """Write a tidy table as CSV (no index column), atomically."""
+    return write_atomic(path, lambda stream: table.to_csv(stream, index=False), binary=False)
+
+
+def read_table(path: str | os.PathLike[str]) -> pd.DataFrame:
+    return pd.read_csv(path)
+
+
+def save_checkpoint(path: str | os.PathLike[str], payload: dict[str, Any]) -> Path:
+    """``torch.save`` a dict of tensors and plain values, atomically."""
+    return write_atomic(path, lambda stream: torch.save(payload, stream), binary=True)
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> Any:
+    """Read a checkpoint with ``weights_only=True``; refuse pickled code in one line."""
+    source = Path(path)
+    if not source.is_file():
+        raise CheckpointError(f"checkpoint {source} does not exist; check the path")
+    try:
+        return torch.load(source, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        message = str(err)
+        if "GLOBAL" in message:
+            blocked = re.search(r"unsupported GLOBAL (\S+)", message)
+            culprit = f" ({blocked.group(1)})" if blocked else ""
+            raise UnsafeCheckpointError(
+                f"checkpoint {source} holds a pickled Python object{culprit}, not just tensors, "
+                "and was refused because loading it could run code; re-save it as a plain state "
+                "dict (torch.save(model.state_dict(), path)) in a trusted environment"
+            ) from None
+        raise CheckpointError(
+            f"checkpoint {source} is not a readable torch file (corrupt or another format); "
+            "check that it is a complete torch.save file"
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(
+            f"checkpoint {source} cannot be read as a torch file ({first_line}); "
+            "check that it is a complete torch.save file"
+        ) from None

@@ -1,0 +1,214 @@
+"""Saving and loading models: fisher_mi's self-describing format and foreign state dicts.
+
+Our format is a ``torch.save``d dict ``{"format": "fisher_mi/1", "arch", "arch_kwargs",
+"state_dict", "meta"}``. Foreign checkpoints (a raw state dict, ``{"state_dict": ...}`` or
+``{"model": ...}`` nesting, DataParallel's ``module.`` prefixes) are accepted too; their
+architecture is given or recognised by building every registered one on the ``meta`` device
+(no memory, no compute) and comparing parameter names and shapes. Everything is read with
+``weights_only=True`` and loaded strictly.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from fisher_mi.errors import ArchitectureMismatchError, CheckpointError, ConfigError
+from fisher_mi.io import load_checkpoint, save_checkpoint
+from fisher_mi.models.registry import ARCHITECTURES, ArchEntry, arch_of, build_model
+
+FORMAT = "fisher_mi/1"
+NESTING_KEYS = ("state_dict", "model_state_dict", "model", "net", "module")
+MAX_KEYS_SHOWN = 3
+
+
+def save_model(
+    model: nn.Module,
+    path: str | os.PathLike[str],
+    *,
+    meta: Mapping[str, Any] | None = None,
+) -> None:
+    """Write ``model`` as a self-describing checkpoint, atomically.
+
+    The model must come from ``build_model`` or ``load_model`` (it then knows its
+    architecture); ``meta`` holds plain values (numbers, strings, lists, dicts).
+    """
+    spec = arch_of(model)
+    if spec is None:
+        raise ConfigError(
+            f"{type(model).__name__} was not built by fisher_mi, so its architecture is unknown; "
+            "create it with fisher_mi.build_model(arch, ...) or save model.state_dict() directly"
+        )
+    state = {key: value.detach().cpu() for key, value in model.state_dict().items()}
+    save_checkpoint(
+        path,
+        {
+            "format": FORMAT,
+            "arch": spec.name,
+            "arch_kwargs": dict(spec.kwargs),
+            "state_dict": state,
+            "meta": dict(meta or {}),
+        },
+    )
+
+
+def load_model(
+    path: str | os.PathLike[str],
+    *,
+    arch: str | None = None,
+    num_classes: int | None = None,
+) -> nn.Module:
+    """Load a checkpoint as a model in eval mode (see the module docstring for formats).
+
+    Args:
+        path: the checkpoint file.
+        arch: architecture name; overrides the file's own or the recognised one.
+        num_classes: classifier width; by default read from the classifier's shape.
+    """
+    source = Path(path)
+    payload = load_checkpoint(source)
+    if isinstance(payload, Mapping) and str(payload.get("format", "")).startswith("fisher_mi/"):
+        arch_name, kwargs, state = _read_own_format(source, payload, arch)
+    else:
+        state = _strip_prefixes(_find_state_dict(source, payload))
+        entry = ARCHITECTURES.get(arch) if arch else _recognise(source, state)
+        arch_name, kwargs = entry.name, entry.kwargs_for(state)
+    if num_classes is not None:
+        kwargs["num_classes"] = num_classes
+    model = build_model(arch_name, **kwargs)
+    _load_strict(source, model, state)
+    return model.eval()
+
+
+def _read_own_format(
+    source: Path, payload: Mapping[str, Any], arch: str | None
+) -> tuple[str, dict[str, Any], Mapping[str, Tensor]]:
+    if payload["format"] != FORMAT:
+        raise CheckpointError(
+            f"checkpoint {source} has format {payload['format']!r}, newer than this fisher_mi "
+            f"reads ({FORMAT}); upgrade fisher_mi"
+        )
+    missing = [key for key in ("arch", "arch_kwargs", "state_dict") if key not in payload]
+    if missing:
+        raise CheckpointError(f"checkpoint {source} lacks {', '.join(missing)}; re-save it")
+    return arch or payload["arch"], dict(payload["arch_kwargs"]), payload["state_dict"]
+
+
+def _is_state_dict(obj: Any) -> bool:
+    return (
+        isinstance(obj, Mapping)
+        and len(obj) > 0
+        and all(isinstance(key, str) and isinstance(value, Tensor) for key, value in obj.items())
+    )
+
+
+def _find_state_dict(source: Path, payload: Any) -> Mapping[str, Tensor]:
+    """The tensors of a raw state dict or of one nested under a usual key."""
+    candidates = [payload]
+    if isinstance(payload, Mapping):
+        candidates += [payload[key] for key in NESTING_KEYS if key in payload]
+    for candidate in candidates:
+        if _is_state_dict(candidate):
+            return candidate
+    found = list(payload)[:5] if isinstance(payload, Mapping) else type(payload).__name__
+    raise CheckpointError(
+        f"checkpoint {source} holds no state dict (found {found}); save model.state_dict(), "
+        f"optionally under one of the keys {', '.join(NESTING_KEYS)}"
+    )
+
+
+def _strip_prefixes(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """Drop DataParallel/DistributedDataParallel ``module.`` prefixes (possibly repeated)."""
+    stripped = {}
+    for key, value in state.items():
+        while key.startswith("module."):
+            key = key[len("module.") :]
+        stripped[key] = value
+    return stripped
+
+
+def _shapes_on_meta(entry: ArchEntry, state: Mapping[str, Tensor]) -> dict[str, torch.Size] | None:
+    """Parameter/buffer shapes of ``entry`` built for ``state``, without allocating memory."""
+    try:
+        with torch.device("meta"):
+            model = entry.build(**entry.kwargs_for(state))
+    except (TypeError, ValueError, RuntimeError):
+        return None
+    return {key: value.shape for key, value in model.state_dict().items()}
+
+
+def _difference(
+    expected: Mapping[str, torch.Size], state: Mapping[str, Tensor]
+) -> dict[str, list[str]]:
+    return {
+        "missing": [key for key in expected if key not in state],
+        "unexpected": [key for key in state if key not in expected],
+        "wrong shape": [
+            f"{key} {tuple(state[key].shape)} vs {tuple(shape)}"
+            for key, shape in expected.items()
+            if key in state and state[key].shape != shape
+        ],
+    }
+
+
+def _describe(difference: Mapping[str, list[str]]) -> str:
+    parts = []
+    for what, keys in difference.items():
+        if keys:
+            shown = ", ".join(keys[:MAX_KEYS_SHOWN]) + (
+                ", ..." if len(keys) > MAX_KEYS_SHOWN else ""
+            )
+            parts.append(f"{len(keys)} {what} ({shown})")
+    return "; ".join(parts)
+
+
+def _ranked_architectures(
+    state: Mapping[str, Tensor],
+) -> list[tuple[int, str, dict[str, list[str]]]]:
+    """Every architecture with its mismatch count against ``state``, best first."""
+    ranked = []
+    for name, entry in ARCHITECTURES.items():
+        shapes = _shapes_on_meta(entry, state)
+        if shapes is not None:
+            difference = _difference(shapes, state)
+            ranked.append((sum(map(len, difference.values())), name, difference))
+    return sorted(ranked, key=lambda item: item[0])
+
+
+def _recognise(source: Path, state: Mapping[str, Tensor]) -> ArchEntry:
+    ranked = _ranked_architectures(state)
+    exact = [name for score, name, _ in ranked if score == 0]
+    if len(exact) == 1:
+        return ARCHITECTURES.get(exact[0])
+    if exact:
+        raise ArchitectureMismatchError(
+            f"checkpoint {source} fits several architectures ({', '.join(exact)}); "
+            "choose one with --arch"
+        )
+    if not ranked:
+        raise ArchitectureMismatchError(f"checkpoint {source} fits no registered architecture")
+    _, closest, difference = ranked[0]
+    raise ArchitectureMismatchError(
+        f"checkpoint {source} fits no registered architecture; closest is {closest!r} with "
+        f"{_describe(difference)}; pass --arch NAME (known: {', '.join(ARCHITECTURES.names())})"
+    )
+
+
+def _load_strict(source: Path, model: nn.Module, state: Mapping[str, Tensor]) -> None:
+    spec = arch_of(model)
+    expected = {key: value.shape for key, value in model.state_dict().items()}
+    difference = _difference(expected, state)
+    if any(difference.values()):
+        ranked = _ranked_architectures(state)
+        hint = f"; likely architecture: {ranked[0][1]!r}" if ranked and ranked[0][0] == 0 else ""
+        name = spec.name if spec else type(model).__name__
+        raise ArchitectureMismatchError(
+            f"checkpoint {source} does not fit architecture {name!r}: {_describe(difference)}"
+            f"{hint}; pass the right --arch (known: {', '.join(ARCHITECTURES.names())})"
+        )
+    model.load_state_dict(state, strict=True)

@@ -1,0 +1,91 @@
+"""Architecture registry: names -> model builders, and ``build_model``.
+
+Each entry says how to build the model and how to read its keyword arguments back from a
+state dict (``kwargs_from_state``), which is what lets ``load_model`` recognise a foreign
+checkpoint from its keys and shapes alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import Tensor, nn
+
+from fisher_mi.errors import ConfigError
+from fisher_mi.registry import Registry
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    """How a model was built: registry name and keyword arguments (saved in checkpoints)."""
+
+    name: str
+    kwargs: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class ArchEntry:
+    """A registered architecture.
+
+    Attributes:
+        name: registry key, as given to ``build_model`` and ``--arch``.
+        build: ``build(**kwargs) -> nn.Module``.
+        kwargs_from_state: keyword argument -> (state-dict key, dimension) it can be read
+            from, e.g. ``{"num_classes": ("fc_layer.weight", 0)}``.
+        description: one line for listings.
+    """
+
+    name: str
+    build: Callable[..., nn.Module]
+    kwargs_from_state: Mapping[str, tuple[str, int]] = field(default_factory=dict)
+    description: str = ""
+
+    def kwargs_for(self, state_dict: Mapping[str, Tensor]) -> dict[str, int]:
+        """The keyword arguments this state dict implies (those whose key is present)."""
+        return {
+            kwarg: int(state_dict[key].shape[dim])
+            for kwarg, (key, dim) in self.kwargs_from_state.items()
+            if key in state_dict and state_dict[key].dim() > dim
+        }
+
+
+ARCHITECTURES: Registry[ArchEntry] = Registry("architecture")
+
+ARCH_ATTRIBUTE = "fisher_mi_arch"
+
+
+def register_architecture(
+    name: str,
+    *,
+    kwargs_from_state: Mapping[str, tuple[str, int]] | None = None,
+    description: str = "",
+) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Class or function decorator that registers a model builder under ``name``."""
+
+    def decorate(build: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        ARCHITECTURES.add(name, ArchEntry(name, build, dict(kwargs_from_state or {}), description))
+        return build
+
+    return decorate
+
+
+def build_model(arch: str, **arch_kwargs: Any) -> nn.Module:
+    """Build a registered architecture; the result remembers how it was built.
+
+    The spec is kept on the model (``model.fisher_mi_arch``) so ``save_model`` can write a
+    self-describing checkpoint without being told the architecture again.
+    """
+    entry = ARCHITECTURES.get(arch)
+    try:
+        model = entry.build(**arch_kwargs)
+    except TypeError as err:
+        raise ConfigError(f"architecture {arch!r} does not accept {arch_kwargs}: {err}") from None
+    setattr(model, ARCH_ATTRIBUTE, ArchSpec(arch, dict(arch_kwargs)))
+    return model
+
+
+def arch_of(model: nn.Module) -> ArchSpec | None:
+    """The spec a model was built from, or None for a model built outside fisher_mi."""
+    return getattr(model, ARCH_ATTRIBUTE, None)
