@@ -43,7 +43,7 @@ def _add_fisher_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--backend",
         default="auto",
-        choices=["auto", *BACKENDS.names()],
+        choices=BACKENDS.names(),
         help="how per-sample gradient norms are computed (default: auto)",
     )
     parser.add_argument(

@@ -4,6 +4,9 @@ from fisher_mi.fisher import loop, vmap  # noqa: F401  (register the backends)
 from fisher_mi.fisher.backends import BACKENDS, FisherBackend, make_backend, register_backend
 from fisher_mi.fisher.profile import COLUMNS, FISHER_KINDS, profile
 
+# "auto": the fastest exact backend that handles every model.
+BACKENDS.alias("auto", "vmap")
+
 __all__ = [
     "BACKENDS",
     "COLUMNS",

@@ -50,7 +50,6 @@ class FisherBackend(ABC):
 
 
 BACKENDS: Registry[type[FisherBackend]] = Registry("Fisher backend")
-DEFAULT_BACKEND = "vmap"
 
 
 def register_backend(name: str):
@@ -65,4 +64,4 @@ def register_backend(name: str):
 
 def make_backend(name: str, *, chunk_size: int = 32) -> FisherBackend:
     """Instantiate a registered backend; ``"auto"`` picks the fastest exact one available."""
-    return BACKENDS.get(DEFAULT_BACKEND if name == "auto" else name)(chunk_size=chunk_size)
+    return BACKENDS.get(name)(chunk_size=chunk_size)
