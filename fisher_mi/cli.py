@@ -71,6 +71,9 @@ def _add_fisher_options(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="profile a seeded random subset of at most this many samples per split",
     )
+    parser.add_argument(
+        "--workers", type=int, default=0, help="data-loading worker processes (default: 0)"
+    )
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cpu)")
     parser.add_argument("--seed", type=int, default=0)
 
@@ -135,6 +138,7 @@ def _fisher_options(args: argparse.Namespace) -> dict:
         "chunk_size": args.chunk_size,
         "max_samples": args.max_samples,
         "device": args.device,
+        "num_workers": args.workers,
         "seed": args.seed,
         "progress": True,
     }

@@ -43,6 +43,8 @@ def profile_splits(
     **options: Any,
 ) -> ProfileRun:
     """``profile`` each named dataset (name -> split label) and stack the tables."""
+    if options.get("device") is None:  # record where it ran, not "None"
+        options["device"] = next(model.parameters()).device
     tables, splits = [], {}
     start = time.perf_counter()
     for split, dataset in datasets.items():

@@ -77,6 +77,7 @@ def profile(
     mc_samples: int = 1,
     seed: int = 0,
     chunk_size: int = 32,
+    num_workers: int = 0,
     trainable_only: bool = False,
     progress: bool = False,
 ) -> pd.DataFrame:
@@ -96,6 +97,7 @@ def profile(
         mc_samples: label draws per input for ``fisher="true"``.
         seed: seeds the subset and the label draws; same seed, same table.
         chunk_size: per-sample gradients held at once by the ``vmap`` backend.
+        num_workers: DataLoader worker processes decoding images when ``data`` is a Dataset.
         trainable_only: profile only parameters with ``requires_grad`` (frozen ones are
             profiled by default: where private information sits matters for frozen layers too).
         progress: show a progress bar over batches.
@@ -111,9 +113,15 @@ def profile(
         ("mc_samples", mc_samples),
     ):
         check_at_least_one(name, value)
+    if num_workers < 0:
+        raise ConfigError(
+            f"num_workers must be 0 (load in this process) or more, got {num_workers}"
+        )
     layers = _select_layers(model, trainable_only=trainable_only)
     engine = make_backend(backend, chunk_size=chunk_size)
-    batches, n_batches = _batches(data, batch_size=batch_size, max_samples=max_samples, seed=seed)
+    batches, n_batches = _batches(
+        data, batch_size=batch_size, max_samples=max_samples, seed=seed, num_workers=num_workers
+    )
     with _profiling_state(model, layers, device) as target:
         totals = accumulate(
             model,
@@ -154,27 +162,29 @@ def _select_layers(model: nn.Module, *, trainable_only: bool) -> list[LayerInfo]
 
 
 def _batches(
-    data: Dataset | DataLoader | Iterable, *, batch_size: int, max_samples: int | None, seed: int
+    data: Dataset | DataLoader | Iterable,
+    *,
+    batch_size: int,
+    max_samples: int | None,
+    seed: int,
+    num_workers: int,
 ) -> tuple[Iterable, int | None]:
     """An iterable of ``(x, y)`` batches and, when known, how many there are."""
-    if isinstance(data, Dataset) and not isinstance(data, IterableDataset):
-        size = len(data)  # type: ignore[arg-type]
-        if size == 0:
+    dataset = data.dataset if isinstance(data, DataLoader) else data
+    sized = isinstance(dataset, Dataset) and not isinstance(dataset, IterableDataset)
+    if sized:
+        if len(dataset) == 0:  # type: ignore[arg-type]
             raise DataError("the dataset is empty; check the data path and the split name")
-        check_deterministic(data)
-        if max_samples is not None and max_samples < size:
-            generator = torch.Generator().manual_seed(seed)
-            chosen = torch.randperm(size, generator=generator)[:max_samples].sort().values
-            data, size = Subset(data, chosen.tolist()), max_samples
-        return DataLoader(data, batch_size=batch_size, shuffle=False), math.ceil(size / batch_size)
-    if isinstance(data, IterableDataset):
-        return DataLoader(data, batch_size=batch_size), None
-    if isinstance(data, DataLoader) and not isinstance(data.dataset, IterableDataset):
-        if len(data.dataset) == 0:  # type: ignore[arg-type]
-            raise DataError("the data loader's dataset is empty; check the data path and the split")
-        check_deterministic(data.dataset)
-        return data, len(data)
-    return data, None
+        check_deterministic(dataset)
+    if isinstance(data, DataLoader) or not isinstance(data, Dataset):
+        return data, len(data) if sized else None
+    size = len(data) if sized else None  # type: ignore[arg-type]
+    if sized and max_samples is not None and max_samples < size:
+        generator = torch.Generator().manual_seed(seed)
+        chosen = torch.randperm(size, generator=generator)[:max_samples].sort().values
+        data, size = Subset(data, chosen.tolist()), max_samples
+    loader = DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    return loader, math.ceil(size / batch_size) if size is not None else None
 
 
 def _model_device(model: nn.Module) -> torch.device:
