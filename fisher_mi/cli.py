@@ -12,6 +12,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from torch import nn
+from torch.utils.data import Dataset
+
 from fisher_mi.data import DATASETS, load_dataset
 from fisher_mi.errors import ConfigError, FisherMIError
 from fisher_mi.evaluate import accuracy
@@ -144,15 +147,17 @@ def _fisher_options(args: argparse.Namespace) -> dict:
     }
 
 
+def _load_for(model: nn.Module, spec: str, split: str) -> Dataset:
+    """A split of ``spec`` resized and converted to the model's input shape, when known."""
+    channels, size, _ = getattr(model, "input_shape", (None, None, None))
+    return load_dataset(spec, split, image_size=size, channels=channels)
+
+
 def _profile_model(
     model, model_path: Path, args: argparse.Namespace, sources: dict[str, str]
 ) -> None:
-    """Load every split the model's input shape asks for, profile, write, print."""
-    channels, size, _ = getattr(model, "input_shape", (None, None, None))
-    datasets = {
-        split: load_dataset(spec, split, image_size=size, channels=channels)
-        for split, spec in sources.items()
-    }
+    """Load every split at the model's input shape, profile, write, print."""
+    datasets = {split: _load_for(model, spec, split) for split, spec in sources.items()}
     options = _fisher_options(args)
     if getattr(args, "trainable_only", False):
         options["trainable_only"] = True
@@ -190,8 +195,9 @@ def run_demo(args: argparse.Namespace) -> None:
         raise ConfigError(
             f"the demo runs on bundled data; {args.data!r} reads from disk (use mnist or digits)"
         )
-    train, test = load_dataset(args.data, "private"), load_dataset(args.data, "private-test")
-    model = build_model(args.arch, num_classes=train.num_classes, in_channels=train[0][0].shape[0])
+    classes = load_dataset(args.data, "private").num_classes
+    model = build_model(args.arch, num_classes=classes)
+    train, test = (_load_for(model, args.data, split) for split in ("private", "private-test"))
     print(
         f"training {args.arch} on {args.data} private "
         f"({len(train)} images, {train.num_classes} classes)"

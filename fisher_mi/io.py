@@ -25,6 +25,13 @@ import torch
 from fisher_mi.errors import CheckpointError, UnsafeCheckpointError
 
 
+def _new_file_mode() -> int:
+    """The mode ``open()`` would give a new file: 0o666 less the process umask."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only on success."""
@@ -35,6 +42,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
+        os.chmod(tmp, _new_file_mode())  # mkstemp makes 0o600; results are meant to be shared
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
@@ -62,8 +70,20 @@ def write_table(path: str | os.PathLike[str], table: pd.DataFrame) -> Path:
     return write_atomic(path, lambda stream: table.to_csv(stream, index=False), binary=False)
 
 
+TEXT_COLUMNS = ("layer", "kind", "split", "fisher", "backend")
+
+
 def read_table(path: str | os.PathLike[str]) -> pd.DataFrame:
-    return pd.read_csv(path)
+    """Read a table written by ``write_table``; names stay text (a layer called ``0``, a
+    split called ``NA`` and the estimator ``true`` are not numbers, NaN or booleans)."""
+    header = pd.read_csv(path, nrows=0).columns
+    text = {column: str for column in TEXT_COLUMNS if column in header}
+    return pd.read_csv(
+        path,
+        dtype=text,
+        keep_default_na=False,
+        na_values={column: [""] for column in header if column not in text},
+    )
 
 
 def save_checkpoint(path: str | os.PathLike[str], payload: dict[str, Any]) -> Path:
@@ -74,14 +94,16 @@ def save_checkpoint(path: str | os.PathLike[str], payload: dict[str, Any]) -> Pa
 def load_checkpoint(path: str | os.PathLike[str]) -> Any:
     """Read a checkpoint with ``weights_only=True``; refuse pickled code in one line."""
     source = Path(path)
-    if not source.is_file():
+    if not source.exists():
         raise CheckpointError(f"checkpoint {source} does not exist; check the path")
+    if not source.is_file():
+        raise CheckpointError(f"checkpoint {source} is not a file; give the checkpoint file itself")
     try:
         return torch.load(source, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         message = str(err)
         if "GLOBAL" in message:
-            blocked = re.search(r"unsupported GLOBAL (\S+)", message)
+            blocked = re.search(r"GLOBAL (\S+)", message)
             culprit = f" ({blocked.group(1)})" if blocked else ""
             raise UnsafeCheckpointError(
                 f"checkpoint {source} holds a pickled Python object{culprit}, not just tensors, "
@@ -93,8 +115,9 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Any:
             "check that it is a complete torch.save file"
         ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        text = str(err).strip()
+        first_sentence = text.splitlines()[0].split(". ")[0] if text else type(err).__name__
         raise CheckpointError(
-            f"checkpoint {source} cannot be read as a torch file ({first_line}); "
+            f"checkpoint {source} cannot be read as a torch file ({first_sentence}); "
             "check that it is a complete torch.save file"
         ) from None

@@ -22,6 +22,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 import fisher_mi
+from fisher_mi.fisher.backends import BACKENDS
 from fisher_mi.fisher.profile import COLUMNS, profile
 from fisher_mi.io import write_json, write_table
 from fisher_mi.report import plot_fisher_profile
@@ -45,6 +46,7 @@ def profile_splits(
     """``profile`` each named dataset (name -> split label) and stack the tables."""
     if options.get("device") is None:  # record where it ran, not "None"
         options["device"] = next(model.parameters()).device
+    options["backend"] = BACKENDS.resolve(options.get("backend", "auto"))  # what ran, not "auto"
     tables, splits = [], {}
     start = time.perf_counter()
     for split, dataset in datasets.items():

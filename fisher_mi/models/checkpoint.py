@@ -10,6 +10,7 @@ architecture is given or recognised by building every registered one on the ``me
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -45,6 +46,7 @@ def save_model(
             "create it with fisher_mi.build_model(arch, ...) or save model.state_dict() directly"
         )
     state = {key: value.detach().cpu() for key, value in model.state_dict().items()}
+    meta = plain_values(meta or {})
     save_checkpoint(
         path,
         {
@@ -52,9 +54,30 @@ def save_model(
             "arch": spec.name,
             "arch_kwargs": dict(spec.kwargs),
             "state_dict": state,
-            "meta": dict(meta or {}),
+            "meta": meta,
         },
     )
+
+
+def _plain(value: Any) -> Any:
+    """JSON's fallback: numpy scalars and arrays, paths and the like as plain values."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    raise TypeError(type(value).__name__)
+
+
+def plain_values(meta: Mapping[str, Any]) -> dict[str, Any]:
+    """``meta`` as plain numbers, strings, lists and dicts, which ``weights_only`` loading
+    accepts (a numpy scalar or Path would make the saved file unreadable)."""
+    try:
+        return json.loads(json.dumps(dict(meta), default=_plain))
+    except TypeError as err:
+        raise ConfigError(
+            f"meta holds a {err} value, which a safe checkpoint cannot store; pass numbers, "
+            "strings, lists or dicts"
+        ) from None
 
 
 def load_model(
@@ -90,8 +113,8 @@ def _read_own_format(
 ) -> tuple[str, dict[str, Any], Mapping[str, Tensor]]:
     if payload["format"] != FORMAT:
         raise CheckpointError(
-            f"checkpoint {source} has format {payload['format']!r}, newer than this fisher_mi "
-            f"reads ({FORMAT}); upgrade fisher_mi"
+            f"checkpoint {source} has format {payload['format']!r}, which this fisher_mi does "
+            f"not read (it reads {FORMAT}); use the fisher_mi version that wrote it"
         )
     missing = [key for key in ("arch", "arch_kwargs", "state_dict") if key not in payload]
     if missing:
@@ -146,7 +169,7 @@ def _difference(
     expected: Mapping[str, torch.Size], state: Mapping[str, Tensor]
 ) -> dict[str, list[str]]:
     return {
-        "missing": [key for key in expected if key not in state],
+        "missing": [key for key in expected if key not in state and not _optional(key)],
         "unexpected": [key for key in state if key not in expected],
         "wrong shape": [
             f"{key} {tuple(state[key].shape)} vs {tuple(shape)}"
@@ -154,6 +177,12 @@ def _difference(
             if key in state and state[key].shape != shape
         ],
     }
+
+
+def _optional(key: str) -> bool:
+    """Keys a checkpoint may lack: BatchNorm's ``num_batches_tracked`` (absent from files of
+    PyTorch < 0.4.1; ``load_state_dict`` fills it in)."""
+    return key.endswith("num_batches_tracked")
 
 
 def _describe(difference: Mapping[str, list[str]]) -> str:
@@ -205,10 +234,16 @@ def _load_strict(source: Path, model: nn.Module, state: Mapping[str, Tensor]) ->
     difference = _difference(expected, state)
     if any(difference.values()):
         ranked = _ranked_architectures(state)
-        hint = f"; likely architecture: {ranked[0][1]!r}" if ranked and ranked[0][0] == 0 else ""
         name = spec.name if spec else type(model).__name__
+        fits = ranked[0][1] if ranked and ranked[0][0] == 0 else None
+        if fits == name:
+            fix = f"the file fits {name!r} built from its own shapes: drop the num_classes override"
+        elif fits:
+            fix = f"the file fits {fits!r}: pass --arch {fits}"
+        else:
+            fix = f"pass the right --arch (known: {', '.join(ARCHITECTURES.names())})"
         raise ArchitectureMismatchError(
-            f"checkpoint {source} does not fit architecture {name!r}: {_describe(difference)}"
-            f"{hint}; pass the right --arch (known: {', '.join(ARCHITECTURES.names())})"
+            f"checkpoint {source} does not fit architecture {name!r}: "
+            f"{_describe(difference)}; {fix}"
         )
     model.load_state_dict(state, strict=True)
