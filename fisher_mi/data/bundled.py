@@ -25,11 +25,11 @@ import numpy as np
 import torch
 
 from fisher_mi.data.datasets import ImageTensorDataset
+from fisher_mi.data.holdout import HELD_OUT_EVERY
 from fisher_mi.data.images import resize_float
 from fisher_mi.data.registry import DATASETS, SPLITS, DatasetEntry
 
 NATIVE_SIZE = 32
-HELD_OUT_EVERY = 5
 FIRST_PUBLIC_DIGIT = 5
 NUM_CLASSES = 5  # digits 0-4 in the private splits, 5-9 in public
 

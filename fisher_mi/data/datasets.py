@@ -15,7 +15,14 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
-from fisher_mi.data.images import check_channels, check_size, image_to_tensor, open_image
+from fisher_mi.data.images import (
+    Box,
+    CentreCrop,
+    check_channels,
+    check_size,
+    image_to_tensor,
+    open_image,
+)
 from fisher_mi.errors import DataError
 
 
@@ -85,7 +92,10 @@ class ImageFileDataset(LabelledDataset):
         class_names: the name of each class, indexed by label.
         size: output size (int square or ``(height, width)``), None keeps each file's size.
         channels: 1 (grey), 3 (RGB) or None (grey stays grey, the rest becomes RGB).
-        crop: optional box ``(left, upper, right, lower)`` applied before resizing.
+        crop: optional box ``(left, upper, right, lower)``, or a :class:`CentreCrop` sized from
+            each image, applied before resizing.
+        base_size: optional size every image is resized to before ``crop`` (FaceScrub's crop
+            is defined on a 64 x 64 base).
     """
 
     def __init__(
@@ -95,20 +105,30 @@ class ImageFileDataset(LabelledDataset):
         class_names: Sequence[str],
         size: int | tuple[int, int] | None,
         channels: int | None,
-        crop: tuple[int, int, int, int] | None = None,
+        crop: Box | CentreCrop | None = None,
+        base_size: int | tuple[int, int] | None = None,
     ) -> None:
-        self.samples = [(Path(path), int(label)) for path, label in samples]
+        self.samples = [
+            (path if isinstance(path, Path) else Path(path), int(label)) for path, label in samples
+        ]
         labels = torch.tensor([label for _, label in self.samples], dtype=torch.int64)
         super().__init__(labels, class_names)
         self.size = check_size(size)
         self.channels = check_channels(channels)
         self.crop = crop
+        self.base_size = check_size(base_size)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         path = self.samples[index][0]
         image = open_image(path)  # its errors name the path already
         try:
-            x = image_to_tensor(image, size=self.size, channels=self.channels, crop=self.crop)
+            x = image_to_tensor(
+                image,
+                size=self.size,
+                channels=self.channels,
+                crop=self.crop,
+                base_size=self.base_size,
+            )
         except DataError as err:  # a crop box that does not fit this file
             raise DataError(f"{path}: {err}") from err
         return x, self.labels[index]

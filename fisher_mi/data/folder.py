@@ -24,9 +24,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from PIL import Image
-
 from fisher_mi.data.datasets import ImageFileDataset
+from fisher_mi.data.listing import data_root, files, is_image, require_folder, subfolders
 from fisher_mi.data.registry import DATASETS, SPLITS, DatasetEntry
 from fisher_mi.errors import DataError
 
@@ -40,23 +39,9 @@ LAYOUT = (
 logger = logging.getLogger(__name__)
 
 
-def _visible(path: Path) -> bool:
-    return not path.name.startswith(".")
-
-
-def _is_image(path: Path) -> bool:
-    """Whether Pillow recognises the file's content (reads the header only, not the pixels)."""
-    try:
-        with Image.open(path):
-            return True
-    except (OSError, ValueError):
-        return False
-
-
 def split_tree(root: Path, split: str) -> Path:
     """The identity tree serving ``split``: ``ROOT/<split>`` in the split layout, else ROOT."""
-    if not root.is_dir():
-        raise DataError(f"data root {root} is not a folder; {LAYOUT}")
+    require_folder(root, LAYOUT)
     present = [name for name in SPLITS if (root / name).is_dir()]
     if not present:
         return root
@@ -95,15 +80,15 @@ def index_tree(tree: Path) -> tuple[list[tuple[Path, int]], list[str]]:
     Raises:
         DataError: ``tree`` holds no identity folder or no image.
     """
-    identities = sorted(p for p in tree.iterdir() if p.is_dir() and _visible(p))
+    identities = subfolders(tree)
     if not identities:
         raise DataError(f"{tree} holds no identity sub-folders; {LAYOUT}")
     labels, class_names = label_identities([p.name for p in identities], tree)
     samples: list[tuple[Path, int]] = []
     skipped: list[Path] = []
     for identity in identities:
-        for path in sorted(p for p in identity.iterdir() if p.is_file() and _visible(p)):
-            if _is_image(path):
+        for path in files(identity):
+            if is_image(path):
                 samples.append((path, labels[identity.name]))
             else:
                 skipped.append(path)
@@ -123,9 +108,7 @@ def load_folder(
     root: Path | None, split: str, *, image_size: int | None, channels: int | None
 ) -> ImageFileDataset:
     """The images of ``split`` under ``root``, by the rules in the module docstring."""
-    if root is None:
-        raise DataError("dataset 'folder' reads images from disk; use folder:/path/to/data")
-    samples, class_names = index_tree(split_tree(root, split))
+    samples, class_names = index_tree(split_tree(data_root(root, "folder", LAYOUT), split))
     return ImageFileDataset(
         samples,
         class_names=class_names,

@@ -1,14 +1,17 @@
 """Image decoding and the one image -> tensor transform (Pillow only, no torchvision).
 
 Every image fisher_mi reads goes through :func:`open_image` and :func:`image_to_tensor`, so
-crops, colour conversion and resizing are done the same way for every dataset: crop box first
-(the MI literature's CelebA box is ``(35, 55, 143, 163)``), then colour mode, then Pillow's
-bilinear resize, then ``/ 255`` into float32 ``C x H x W`` in [0, 1] (no mean/std
-normalisation).
+crops, colour conversion and resizing are done the same way for every dataset: colour mode
+first, then an optional resize of the whole image (FaceScrub's 64 x 64 base), then the crop
+(a fixed box such as the MI literature's CelebA box ``(35, 55, 143, 163)``, or a
+:class:`CentreCrop` sized from the image), then Pillow's bilinear resize, then ``/ 255`` into
+float32 ``C x H x W`` in [0, 1] (no mean/std normalisation).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +21,30 @@ from PIL import Image, UnidentifiedImageError
 from fisher_mi.errors import ConfigError, DataError
 
 CHANNEL_MODES = {1: "L", 3: "RGB"}
+
+Box = tuple[int, int, int, int]
+"""A crop box ``(left, upper, right, lower)`` in Pillow's convention."""
+
+
+@dataclass(frozen=True)
+class CentreCrop:
+    """The centred square whose side is ``fraction`` of the image's shorter side.
+
+    Sized from each image rather than fixed, so a dataset's crop fits every size it comes in:
+    FFHQ's literature crop, 88 of the 128-pixel thumbnails, is ``CentreCrop(Fraction(88, 128))``
+    and takes the same face region (704 pixels) of the 1024 x 1024 images. The side is
+    ``round(fraction * min(width, height))``; the offsets are floored,
+    ``left = (width - side) // 2``, as in the MI literature's ``(128 - 88) // 2`` (torchvision's
+    ``CenterCrop`` rounds instead; the two differ only for an odd margin).
+    """
+
+    fraction: Fraction = Fraction(1)
+
+    def box(self, width: int, height: int) -> Box:
+        """The crop box for a ``width x height`` image."""
+        side = max(1, round(self.fraction * min(width, height)))
+        left, upper = (width - side) // 2, (height - side) // 2
+        return left, upper, left + side, upper + side
 
 
 def open_image(path: str | Path) -> Image.Image:
@@ -69,7 +96,7 @@ def check_channels(channels: int | None) -> int | None:
     return channels
 
 
-def check_crop(crop: tuple[int, int, int, int], width: int, height: int) -> None:
+def check_crop(crop: Box, width: int, height: int) -> None:
     """Refuse a crop box reaching outside the image: Pillow would pad it with black silently.
 
     Raises:
@@ -88,9 +115,10 @@ def image_to_tensor(
     *,
     size: int | tuple[int, int] | None,
     channels: int | None,
-    crop: tuple[int, int, int, int] | None = None,
+    crop: Box | CentreCrop | None = None,
+    base_size: int | tuple[int, int] | None = None,
 ) -> torch.Tensor:
-    """Crop, convert and resize a Pillow image into a float32 ``C x H x W`` tensor in [0, 1].
+    """Convert, crop and resize a Pillow image into a float32 ``C x H x W`` tensor in [0, 1].
 
     Args:
         image: any Pillow image.
@@ -99,25 +127,36 @@ def image_to_tensor(
             ``Image.Resampling.BILINEAR``.
         channels: 1 converts to grey ``"L"``, 3 to ``"RGB"``; None keeps grey images (with or
             without alpha) grey and converts everything else, palette images included, to RGB.
-        crop: optional box ``(left, upper, right, lower)`` in Pillow's convention, applied
-            before resizing.
+        crop: optional box ``(left, upper, right, lower)`` in Pillow's convention, or a
+            :class:`CentreCrop` sized from the image, applied before the final resize.
+        base_size: optional ``(height, width)`` (or int square) the whole image is resized to
+            (bilinear) before cropping, for crops defined on a fixed base size.
 
     Raises:
-        ConfigError: an invalid ``size`` or ``channels``.
+        ConfigError: an invalid ``size``, ``base_size`` or ``channels``.
         DataError: a crop box outside the image.
     """
     hw = check_size(size)
+    base = check_size(base_size)
     grey = Image.getmodebase(image.mode) == "L"  # L, LA, 1, I, F; palette counts as colour
     mode = CHANNEL_MODES[check_channels(channels) or (1 if grey else 3)]
+    image = image.convert(mode)  # first: Pillow resizes palette images with NEAREST only
+    image = _resize(image, base)
     if crop is not None:
-        check_crop(crop, *image.size)
-        image = image.crop(crop)
-    image = image.convert(mode)
-    if hw is not None and image.size != (hw[1], hw[0]):
-        image = image.resize((hw[1], hw[0]), Image.Resampling.BILINEAR)
+        box = crop.box(*image.size) if isinstance(crop, CentreCrop) else crop
+        check_crop(box, *image.size)
+        image = image.crop(box)
+    image = _resize(image, hw)
     pixels = np.asarray(image, dtype=np.float32) / 255.0
     pixels = pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
     return torch.from_numpy(np.ascontiguousarray(pixels))
+
+
+def _resize(image: Image.Image, hw: tuple[int, int] | None) -> Image.Image:
+    """Bilinear resize to ``(height, width)``; None or the same size leaves the image as is."""
+    if hw is None or image.size == (hw[1], hw[0]):
+        return image
+    return image.resize((hw[1], hw[0]), Image.Resampling.BILINEAR)
 
 
 def resize_float(array: np.ndarray, size: int) -> np.ndarray:
