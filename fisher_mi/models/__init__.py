@@ -1,6 +1,11 @@
 """Architectures, the definition of a layer, and checkpoint reading/writing."""
 
-from fisher_mi.models import small  # noqa: F401  (registers the bundled architectures)
+from fisher_mi.models import (  # noqa: F401  (importing registers the architectures)
+    irse,
+    resnet,
+    small,
+    vgg,
+)
 from fisher_mi.models.checkpoint import load_model, save_model
 from fisher_mi.models.layers import LayerInfo, named_layers
 from fisher_mi.models.registry import ARCHITECTURES, ArchEntry, ArchSpec, arch_of, build_model
