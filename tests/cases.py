@@ -70,6 +70,63 @@ def _frozen() -> nn.Module:
     return model
 
 
+class SequenceModel(nn.Module):
+    """Embedding -> Linear on 3-D input -> LayerNorm -> Conv1d -> GroupNorm -> PReLU -> head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(11, 6, padding_idx=0)
+        self.mix = nn.Linear(6, 8)
+        self.norm = nn.LayerNorm(8)
+        self.conv = nn.Conv1d(8, 6, 3, padding="same", padding_mode="reflect")
+        self.group = nn.GroupNorm(3, 6)
+        self.act = nn.PReLU(6)
+        self.head = nn.Linear(6 * 5, 4)
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        h = self.norm(self.mix(self.embed(tokens)))  # (batch, 5, 8)
+        h = self.act(self.group(self.conv(h.transpose(1, 2))))
+        return self.head(h.flatten(1))
+
+
+class Unsupported(nn.Module):
+    """A custom layer no sampler knows (a learned per-feature scale and power)."""
+
+    def __init__(self, features: int) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.linspace(0.5, 1.5, features))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * self.scale + 0.1 * (x * self.scale).pow(2)
+
+
+def _custom_and_reused() -> nn.Module:
+    shared = nn.Linear(6, 6)
+    return nn.Sequential(
+        nn.Flatten(), nn.Linear(12, 6), Unsupported(6), shared, nn.Tanh(), shared, nn.Linear(6, 3)
+    )
+
+
+def _norms_and_activations() -> nn.Module:
+    return nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1, padding_mode="circular"),
+        nn.InstanceNorm2d(4, affine=True),
+        nn.PReLU(),
+        nn.Conv2d(4, 4, 2, stride=2),
+        nn.GroupNorm(2, 4),
+        nn.PReLU(4),
+        nn.Flatten(),
+        nn.Linear(4 * 3 * 3, 8),
+        nn.BatchNorm1d(8),
+        nn.Linear(8, 3),
+    )
+
+
+def _long_sequence_linear() -> nn.Module:
+    """Linear on 3-D input where the direct form is cheaper (long sequence, narrow layers)."""
+    return nn.Sequential(nn.Linear(4, 3), nn.Tanh(), nn.Flatten(), nn.Linear(3 * 40, 2))
+
+
 @dataclass(frozen=True)
 class Case:
     """A model factory with the input shape and class count it expects."""
@@ -79,17 +136,24 @@ class Case:
     input_shape: tuple[int, ...]
     num_classes: int
     n_samples: int = 7
+    vocabulary: int = 0  # > 0: inputs are token indices below this, not Gaussian noise
 
     def model(self, dtype: torch.dtype = torch.float64) -> nn.Module:
         torch.manual_seed(0)
         model = self.make().eval()
         with torch.no_grad():
-            model(torch.zeros(1, *self.input_shape))  # materialise lazy layers
+            zeros = torch.zeros(1, *self.input_shape, dtype=torch.long if self.vocabulary else None)
+            model(zeros)  # materialise lazy layers
         return model.to(dtype)
 
     def data(self, dtype: torch.dtype = torch.float64, seed: int = 1) -> TensorDataset:
         generator = torch.Generator().manual_seed(seed)
-        x = torch.randn(self.n_samples, *self.input_shape, generator=generator, dtype=dtype)
+        if self.vocabulary:
+            x = torch.randint(
+                0, self.vocabulary, (self.n_samples, *self.input_shape), generator=generator
+            )
+        else:
+            x = torch.randn(self.n_samples, *self.input_shape, generator=generator, dtype=dtype)
         y = torch.randint(0, self.num_classes, (self.n_samples,), generator=generator)
         return TensorDataset(x, y)
 
@@ -103,4 +167,10 @@ CASES = [
     Case("batch-of-one", _mlp, (3, 2, 2), 4, n_samples=1),
     Case("mcnn", lambda: build_model("mcnn", num_classes=5), (1, 32, 32), 5, n_samples=3),
     Case("vgg_small", lambda: build_model("vgg_small", num_classes=4), (3, 64, 64), 4, n_samples=2),
+    Case(
+        "embedding-linear3d-layernorm-conv1d-groupnorm-prelu", SequenceModel, (5,), 4, vocabulary=11
+    ),
+    Case("instancenorm-circular-padding-prelu-batchnorm1d", _norms_and_activations, (3, 6, 6), 3),
+    Case("custom-layer-and-reused-module-fall-back", _custom_and_reused, (3, 2, 2), 3),
+    Case("linear-on-long-sequences", _long_sequence_linear, (40, 4), 2),
 ]

@@ -11,7 +11,7 @@ from fisher_mi.fisher.targets import logits_of
 from fisher_mi.models import named_layers
 from tests.cases import CASES, Case
 
-FAST_BACKENDS = [name for name in BACKENDS.names() if name != "loop"]
+FAST_BACKENDS = [name for name, _ in BACKENDS.items() if name != "loop"]
 RELATIVE_TOLERANCE = 1e-8  # float64 throughout: disagreement beyond this is a bug, not rounding
 
 

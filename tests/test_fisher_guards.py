@@ -122,7 +122,7 @@ GUARDS: list[tuple[str, Callable[[], tuple[nn.Module, object]], dict, type, str]
         lambda: (MLP.model(), MLP.data()),
         {"backend": "magic"},
         RegistryError,
-        "auto, loop",
+        "known: auto,",
     ),
     (
         "unknown-fisher",

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from fisher_mi.fisher import COLUMNS, profile
+from fisher_mi.fisher import BACKENDS, COLUMNS, profile
 from fisher_mi.models import named_layers
 from tests.cases import CASES
 
@@ -25,7 +25,7 @@ def test_table_has_the_design_columns_and_one_row_per_layer() -> None:
     assert table["kind"].tolist() == [layer.kind for layer in layers]
     assert table["n_params"].tolist() == [layer.n_params for layer in layers]
     assert set(table["split"]) == {"public"} and set(table["n_samples"]) == {len(data)}
-    assert set(table["backend"]) == {"vmap"}  # what "auto" resolved to is recorded
+    assert set(table["backend"]) == {BACKENDS.resolve("auto")}  # the resolved name is recorded
     pd.testing.assert_series_equal(
         table["fisher_per_param"], table["fisher_trace"] / table["n_params"], check_names=False
     )

@@ -1,11 +1,11 @@
 """Per-layer Fisher information: ``profile`` and its backends."""
 
-from fisher_mi.fisher import loop, vmap  # noqa: F401  (register the backends)
+from fisher_mi.fisher import hooks, loop, vmap  # noqa: F401  (register the backends)
 from fisher_mi.fisher.backends import BACKENDS, FisherBackend, make_backend, register_backend
 from fisher_mi.fisher.profile import COLUMNS, FISHER_KINDS, profile
 
 # "auto": the fastest exact backend that handles every model.
-BACKENDS.alias("auto", "vmap")
+BACKENDS.alias("auto", "hooks")
 
 __all__ = [
     "BACKENDS",

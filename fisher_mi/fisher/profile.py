@@ -242,7 +242,8 @@ def accumulate(
             x, y = _unpack(batch)
             if max_samples is not None:
                 x, y = x[: max_samples - count], y[: max_samples - count]
-            x, y = x.to(device=device, dtype=dtype), y.to(device)
+            x = x.to(device=device, dtype=dtype) if x.is_floating_point() else x.to(device)
+            y = y.to(device)
             if x.shape[0] == 0:
                 break
             draws = mc_samples if fisher == "true" else 1

@@ -1,0 +1,20 @@
+"""``nn.PReLU`` (IR-152/FaceNet's activation): y = max(x, 0) + w * min(x, 0).
+
+Sample n's gradient of w is sum over positions of b_n * min(a_n, 0), per channel (dim 1) when
+the layer has one parameter per channel, over everything when it has a single one.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from fisher_mi.fisher.samplers.base import ParameterSampler, register_sampler
+
+
+@register_sampler(nn.PReLU)
+class PReLUSampler(ParameterSampler):
+    def per_sample_grads(self, module: nn.PReLU, a: Tensor, b: Tensor) -> dict[str, Tensor]:
+        contribution = b * a.clamp(max=0)
+        if module.num_parameters == 1:
+            return {"weight": contribution.flatten(1).sum(1, keepdim=True)}
+        return {"weight": contribution.flatten(2).sum(2)}

@@ -1,0 +1,65 @@
+"""``nn.Linear`` with any number of leading dimensions.
+
+With a_n in R^{T x in} and b_n in R^{T x out} (T = 1 for plain 2-D input), the weight
+gradient is G_n = b_n^T a_n and
+
+    ||G_n||^2 = ||a_n||^2 ||b_n||^2                       (T = 1)
+              = sum_{t,s} (a_t . a_s)(b_t . b_s)           (Gram form, T^2 (in + out) flops)
+              = ||b_n^T a_n||_F^2                          (direct form, T in out flops)
+
+the cheaper of the last two chosen per layer from the shapes. The bias gradient is
+sum_t b_t.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from fisher_mi.fisher.samplers.base import ParameterSampler, register_sampler
+
+
+def _as_sequences(module: nn.Linear, a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
+    batch = a.shape[0]
+    return a.reshape(batch, -1, module.in_features), b.reshape(batch, -1, module.out_features)
+
+
+def gram_is_cheaper(length: int, fan_in: int, fan_out: int) -> bool:
+    """Whether sum_{t,s} (a_t.a_s)(b_t.b_s) costs less than forming b^T a per sample."""
+    return length * (fan_in + fan_out) < fan_in * fan_out
+
+
+@register_sampler(nn.Linear)
+class LinearSampler(ParameterSampler):
+    def per_sample_grads(self, module: nn.Linear, a: Tensor, b: Tensor) -> dict[str, Tensor]:
+        a3, b3 = _as_sequences(module, a, b)
+        grads = {"weight": torch.einsum("bto,bti->boi", b3, a3)}
+        if module.bias is not None:
+            grads["bias"] = b3.sum(1)
+        return grads
+
+    def squared_norms(self, module: nn.Linear, a: Tensor, b: Tensor) -> dict[str, Tensor]:
+        a3, b3 = _as_sequences(module, a, b)
+        length = a3.shape[1]
+        if length == 1:
+            weight = a3.pow(2).sum((1, 2)) * b3.pow(2).sum((1, 2))
+        elif gram_is_cheaper(length, module.in_features, module.out_features):
+            weight = (torch.bmm(a3, a3.transpose(1, 2)) * torch.bmm(b3, b3.transpose(1, 2))).sum(
+                (1, 2)
+            )
+        else:
+            weight = torch.bmm(b3.transpose(1, 2), a3).pow(2).sum((1, 2))
+        norms = {"weight": weight}
+        if module.bias is not None:
+            norms["bias"] = b3.sum(1).pow(2).sum(1)
+        return norms
+
+    def diagonal(self, module: nn.Linear, a: Tensor, b: Tensor) -> dict[str, Tensor]:
+        a3, b3 = _as_sequences(module, a, b)
+        if a3.shape[1] != 1:
+            return super().diagonal(module, a, b)
+        a2, b2 = a3[:, 0], b3[:, 0]
+        diagonal = {"weight": b2.pow(2).T @ a2.pow(2)}
+        if module.bias is not None:
+            diagonal["bias"] = b2.pow(2).sum(0)
+        return diagonal
