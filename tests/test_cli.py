@@ -25,7 +25,9 @@ import torch
 from PIL import Image
 
 from fisher_mi.cli import main
+from fisher_mi.data import find_shared_data, shared_data_skip_reason
 from fisher_mi.errors import CheckpointError
+from fisher_mi.io import read_table
 from fisher_mi.models import build_model, load_model, named_layers, save_model
 
 COLUMNS = [
@@ -47,8 +49,7 @@ INVERTED = {"0": 3, "3": 2}  # identity folder -> number of generated images
 
 def read_csv(path: Path) -> pd.DataFrame:
     """The CSV with its text columns kept as text (pandas would read ``true`` as a bool)."""
-    text = {"layer": str, "kind": str, "split": str, "fisher": str, "backend": str}
-    return pd.read_csv(path, dtype=text, keep_default_na=False)
+    return read_table(path)
 
 
 @dataclass(frozen=True)
@@ -391,3 +392,19 @@ def test_console_script_help() -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("usage: fisher-mi")
     assert "profile" in result.stdout and "demo" in result.stdout
+
+
+def test_profile_runs_on_the_real_att_faces(tmp_path: Path) -> None:
+    """Real faces in their on-disk layout (PGM, s1..s40), read by the att loader."""
+    faces = find_shared_data("att_faces")
+    if faces is None:
+        pytest.skip(shared_data_skip_reason("att_faces"))
+    model = build_model("vgg_small", num_classes=20)
+    save_model(model, tmp_path / "faces.pt")
+    argv = ["profile", tmp_path / "faces.pt", "--data", f"att:{faces}", "--max-samples", 16]
+    run = run_main([*argv, "--out", tmp_path / "out"], tmp_path / "out")
+    assert run.code == 0, run.stderr
+    table = run.table
+    assert set(table["split"]) == {"private", "public"}
+    assert set(table["n_samples"]) == {16}
+    assert (table["fisher_trace"] > 0).all()
