@@ -16,6 +16,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from fisher_mi.data import DATASETS, load_dataset
+from fisher_mi.distributed import init_from_environment, is_main_process, world_size
 from fisher_mi.errors import ConfigError, FisherMIError
 from fisher_mi.evaluate import accuracy
 from fisher_mi.fisher import BACKENDS, FISHER_KINDS
@@ -162,6 +163,8 @@ def _profile_model(
     if getattr(args, "trainable_only", False):
         options["trainable_only"] = True
     run = profile_splits(model, datasets, **options)
+    if not is_main_process():  # under torchrun every rank holds the same table; rank 0 writes
+        return
     spec = arch_of(model)
     paths = write_profile(
         run,
@@ -171,6 +174,7 @@ def _profile_model(
             "model": str(model_path),
             "arch": {"name": spec.name, "kwargs": dict(spec.kwargs)} if spec else None,
             "data": sources,
+        "processes": world_size(),
         },
     )
     print(summary(run.table))
@@ -187,6 +191,7 @@ def run_profile(args: argparse.Namespace) -> None:
             raise ConfigError(f"split name {name!r} is used twice; give each --also its own NAME")
         sources[name] = spec
     model = load_model(args.model, arch=args.arch)
+    args.device = init_from_environment(args.device)
     _profile_model(model, args.model, args, sources)
 
 

@@ -29,6 +29,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Subset
 from tqdm.auto import tqdm
 
+from fisher_mi.distributed import all_reduce_sum, is_main_process, shard
 from fisher_mi.errors import ConfigError, DataError
 from fisher_mi.fisher.backends import FisherBackend, make_backend
 from fisher_mi.fisher.guards import (
@@ -104,6 +105,10 @@ def profile(
 
     Returns:
         A long DataFrame, one row per layer, with the columns in ``COLUMNS``.
+
+    Under an initialised ``torch.distributed`` process group (e.g. ``torchrun``) each rank
+    profiles a disjoint shard of a Dataset and the sums are all-reduced, so every rank
+    returns the table of the whole dataset (a DataLoader is used as given: shard it yourself).
     """
     if fisher not in FISHER_KINDS:
         raise ConfigError(f"unknown fisher {fisher!r}; known: {', '.join(FISHER_KINDS)}")
@@ -138,7 +143,7 @@ def profile(
                 total=n_batches,
                 desc=f"fisher[{split}]",
                 unit="batch",
-                disable=None if progress else True,
+                disable=None if progress and is_main_process() else True,
             ),
         )
     return fisher_table(layers, totals, split=split, fisher=fisher, backend=engine.name)
@@ -183,6 +188,9 @@ def _batches(
         generator = torch.Generator().manual_seed(seed)
         chosen = torch.randperm(size, generator=generator)[:max_samples].sort().values
         data, size = Subset(data, chosen.tolist()), max_samples
+    if sized:  # under torch.distributed: this rank's disjoint share of the same subset
+        data = shard(data)
+        size = len(data)  # type: ignore[arg-type]
     loader = DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=num_workers)
     return loader, math.ceil(size / batch_size) if size is not None else None
 
@@ -262,9 +270,11 @@ def accumulate(
             progress.update(1)
             if max_samples is not None and count >= max_samples:
                 break
+    totals = all_reduce_sum(torch.cat([sums, sums.new_tensor([count])]))
+    count = int(totals[-1])
     if count == 0:
         raise DataError(f"split {split!r} yielded no samples; check the data path and the split")
-    return FisherSums(sums.cpu(), count)
+    return FisherSums(totals[:-1].cpu(), count)
 
 
 def _unpack(batch: object) -> tuple[Tensor, Tensor]:
