@@ -6,12 +6,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fisher_mi.fisher import BACKENDS, profile
+from fisher_mi.fisher import BACKENDS, fisher_diagonal, profile
 from fisher_mi.fisher.targets import logits_of
 from fisher_mi.models import named_layers
 from tests.cases import CASES, Case
 
-FAST_BACKENDS = [name for name, _ in BACKENDS.items() if name != "loop"]
+BACKENDS_WITH_LOOP = [name for name, _ in BACKENDS.items()]
+FAST_BACKENDS = [name for name in BACKENDS_WITH_LOOP if name != "loop"]
 RELATIVE_TOLERANCE = 1e-8  # float64 throughout: disagreement beyond this is a bug, not rounding
 
 
@@ -67,3 +68,34 @@ def test_loop_equals_mean_of_squared_backward_gradients(case: Case) -> None:
     expected /= len(data)
     got = torch.tensor(profile(case.model(), data, backend="loop")["fisher_trace"].values)
     assert float(_relative_error(got, expected).max()) <= 1e-12  # same arithmetic, same dtype
+
+
+@pytest.mark.parametrize("backend", BACKENDS_WITH_LOOP)
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+def test_diagonal_matches_per_sample_gradients_and_sums_to_the_trace(
+    case: Case, backend: str
+) -> None:
+    """The diagonal against squares of ``loss.backward()`` gradients (float64), and its
+    per-layer sums against ``profile``'s trace."""
+    model, data = case.model(), case.data()
+    parameters = dict(model.named_parameters())
+    expected = {name: torch.zeros_like(p) for name, p in parameters.items()}
+    for param in parameters.values():
+        param.requires_grad_(True)  # frozen parameters are profiled too
+    for x, y in data:
+        for param in parameters.values():
+            param.grad = None
+        F.cross_entropy(logits_of(model(x.unsqueeze(0))), y.view(1)).backward()
+        for name, param in parameters.items():
+            if param.grad is not None:
+                expected[name] += param.grad.pow(2) / len(data)
+    model = case.model()
+    diagonal = fisher_diagonal(model, data, backend=backend, batch_size=3, chunk_size=2)
+    assert set(diagonal) == set(expected)
+    for name, value in diagonal.items():
+        assert value.shape == expected[name].shape
+        torch.testing.assert_close(value, expected[name], rtol=RELATIVE_TOLERANCE, atol=1e-14)
+    trace = profile(model, data, backend="loop")
+    for layer, row in zip(named_layers(model), trace.itertuples(), strict=True):
+        total = sum(float(diagonal[name].sum()) for name in layer.param_names)
+        assert total == pytest.approx(row.fisher_trace, rel=RELATIVE_TOLERANCE)

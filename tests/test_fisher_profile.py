@@ -143,3 +143,24 @@ def test_tuple_output_uses_the_last_element_as_logits() -> None:
     model, data = MLP.model(), MLP.data()
     plain = profile(model, data)["fisher_trace"].tolist()
     assert profile(Wrapped(model), data)["fisher_trace"].tolist() == plain
+
+
+@pytest.mark.parametrize("backend", ["loop", "vmap", "hooks"])
+def test_shared_parameters_stay_parameters(backend: str) -> None:
+    """A module used twice, and a weight tied across two modules, keep their Parameters."""
+    first, second = nn.Linear(12, 12), nn.Linear(12, 3)
+    tied = nn.Linear(12, 12)
+    tied.weight = first.weight
+    model = nn.Sequential(nn.Flatten(), first, nn.Tanh(), first, tied, nn.Tanh(), second).double()
+    before = [(name, param) for name, param in model.named_parameters(remove_duplicate=False)]
+    reference = profile(model, MLP.data(), backend="loop")
+    table = profile(model, MLP.data(), backend=backend)
+    after = list(model.named_parameters(remove_duplicate=False))
+    assert [(n, id(p)) for n, p in after] == [(n, id(p)) for n, p in before]
+    assert all(isinstance(p, nn.Parameter) for _, p in after)
+    torch.testing.assert_close(
+        torch.tensor(table["fisher_trace"].values),
+        torch.tensor(reference["fisher_trace"].values),
+        rtol=1e-10,
+        atol=0,
+    )

@@ -2,7 +2,7 @@
 
 from fisher_mi.fisher import hooks, loop, vmap  # noqa: F401  (register the backends)
 from fisher_mi.fisher.backends import BACKENDS, FisherBackend, make_backend, register_backend
-from fisher_mi.fisher.profile import COLUMNS, FISHER_KINDS, profile
+from fisher_mi.fisher.profile import COLUMNS, FISHER_KINDS, fisher_diagonal, profile
 
 # "auto": the fastest exact backend that handles every model.
 BACKENDS.alias("auto", "hooks")
@@ -12,6 +12,7 @@ __all__ = [
     "COLUMNS",
     "FISHER_KINDS",
     "FisherBackend",
+    "fisher_diagonal",
     "make_backend",
     "profile",
     "register_backend",

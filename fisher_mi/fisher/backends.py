@@ -28,8 +28,17 @@ class BatchNorms:
     squared_norms: Tensor
 
 
+@dataclass(frozen=True)
+class BatchDiagonal:
+    """Per-sample losses (batch,) and, per parameter (qualified name), sum_n g_n^2 over the
+    batch, elementwise: the unscaled diagonal of the empirical Fisher."""
+
+    losses: Tensor
+    squares: dict[str, Tensor]
+
+
 class FisherBackend(ABC):
-    """Computes per-sample squared gradient norms of the cross-entropy, layer by layer.
+    """Computes per-sample gradient quantities of the cross-entropy, layer by layer.
 
     ``layers`` carry the qualified names of the parameters to differentiate; the caller
     guarantees they have ``requires_grad=True`` and the model is in eval mode.
@@ -47,6 +56,12 @@ class FisherBackend(ABC):
         self, model: nn.Module, layers: Sequence[LayerInfo], x: Tensor, y: Tensor
     ) -> BatchNorms:
         """Per-sample losses and squared per-layer gradient norms of one batch."""
+
+    @abstractmethod
+    def diagonal(
+        self, model: nn.Module, layers: Sequence[LayerInfo], x: Tensor, y: Tensor
+    ) -> BatchDiagonal:
+        """Per-sample losses and per-parameter sums of squared per-sample gradients."""
 
 
 BACKENDS: Registry[type[FisherBackend]] = Registry("Fisher backend")

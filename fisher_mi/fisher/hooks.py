@@ -15,14 +15,14 @@ to the ``vmap`` backend for just those layers, so every model works.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 from torch.autograd.graph import GradientEdge, get_gradient_edge
 
-from fisher_mi.fisher.backends import BatchNorms, FisherBackend, register_backend
+from fisher_mi.fisher.backends import BatchDiagonal, BatchNorms, FisherBackend, register_backend
 from fisher_mi.fisher.samplers import ParameterSampler, sampler_for
 from fisher_mi.fisher.targets import logits_of, per_sample_loss
 from fisher_mi.fisher.vmap import VmapBackend
@@ -61,53 +61,102 @@ def _local_names(layer: LayerInfo) -> list[str]:
     return [name.rsplit(".", 1)[-1] for name in layer.param_names]
 
 
+Quantity = Callable[[nn.Module, Tensor, Tensor], dict[str, Tensor]]
+
+
+@dataclass
+class HookedPass:
+    """One forward and one backward: for each layer a sampler covers, its sampler, input a and
+    output gradient b (b None when the layer's output does not reach the loss); the layers
+    left to the fallback."""
+
+    losses: Tensor
+    covered: dict[str, tuple[ParameterSampler, Tensor | None, Tensor | None]]
+    rest: list[LayerInfo]
+
+
 @register_backend("hooks")
 class HooksBackend(FisherBackend):
-    """Per-sample squared norms from layer inputs and output gradients (module docstring)."""
+    """Per-sample quantities from layer inputs and output gradients (module docstring)."""
 
     def squared_norms(
         self, model: nn.Module, layers: Sequence[LayerInfo], x: Tensor, y: Tensor
     ) -> BatchNorms:
+        hooked = self._pass(model, layers, x, y)
+        zeros = hooked.losses.new_zeros(hooked.losses.shape)
+        columns: dict[str, Tensor] = {}
+        for layer in layers:
+            if layer.name in hooked.covered:
+                sampler, a, b = hooked.covered[layer.name]
+                wanted = _local_names(layer)
+                chunks = self._chunked(sampler.squared_norms, layer.module, a, b)
+                columns[layer.name] = (
+                    torch.cat([sum(c[k] for k in wanted) for c in chunks]) if chunks else zeros
+                )
+        if hooked.rest:
+            fallback = self._fallback().squared_norms(model, hooked.rest, x, y)
+            names = [layer.name for layer in hooked.rest]
+            columns.update(zip(names, fallback.squared_norms.T, strict=True))
+        norms = torch.stack([columns[layer.name] for layer in layers], dim=1)
+        return BatchNorms(hooked.losses, norms)
+
+    def diagonal(
+        self, model: nn.Module, layers: Sequence[LayerInfo], x: Tensor, y: Tensor
+    ) -> BatchDiagonal:
+        hooked = self._pass(model, layers, x, y)
+        parameters = dict(model.named_parameters())
+        squares: dict[str, Tensor] = {}
+        for layer in layers:
+            if layer.name in hooked.covered:
+                sampler, a, b = hooked.covered[layer.name]
+                chunks = self._chunked(sampler.diagonal, layer.module, a, b)
+                for local, name in zip(_local_names(layer), layer.param_names, strict=True):
+                    squares[name] = sum(
+                        (c[local] for c in chunks), torch.zeros_like(parameters[name])
+                    )
+        if hooked.rest:
+            squares.update(self._fallback().diagonal(model, hooked.rest, x, y).squares)
+        return BatchDiagonal(hooked.losses, squares)
+
+    def _fallback(self) -> VmapBackend:
+        return VmapBackend(chunk_size=self.chunk_size)
+
+    def _chunked(
+        self, quantity: Quantity, module: nn.Module, a: Tensor | None, b: Tensor | None
+    ) -> list[dict[str, Tensor]]:
+        """``quantity(module, a, b)`` over chunks of ``chunk_size`` samples, which bounds the
+        transient memory of the closed forms (patches, Gram matrices); none when the layer's
+        output does not reach the loss (``b`` is None)."""
+        if a is None or b is None:
+            return []
+        size = self.chunk_size
+        return [
+            quantity(module, a[start : start + size], b[start : start + size])
+            for start in range(0, a.shape[0], size)
+        ]
+
+    def _pass(
+        self, model: nn.Module, layers: Sequence[LayerInfo], x: Tensor, y: Tensor
+    ) -> HookedPass:
         samplers = {layer.name: sampler_for(layer.module) for layer in layers}
         hooked = [layer for layer in layers if samplers[layer.name] is not None]
         with record_calls([layer.module for layer in hooked]) as calls:
             losses = per_sample_loss(logits_of(model(x)), y)
-        single = [
+        once = [
             layer for layer in hooked if len(calls[layer.module]) == 1 and calls[layer.module][0]
         ]
-        edges = [calls[layer.module][0].edge for layer in single]
+        edges = [calls[layer.module][0].edge for layer in once]
         grads = torch.autograd.grad(losses.sum(), edges, allow_unused=True) if edges else ()
-        columns: dict[str, Tensor] = {}
-        for layer, b in zip(single, grads, strict=True):
-            a = calls[layer.module][0].a
-            columns[layer.name] = self._layer_norms(samplers[layer.name], layer, a, b, losses)
-        unused = [layer for layer in hooked if not calls[layer.module]]
-        for layer in unused:
-            columns[layer.name] = losses.new_zeros(losses.shape).detach()
-        rest = [layer for layer in layers if layer.name not in columns]
-        if rest:
-            fallback = VmapBackend(chunk_size=self.chunk_size).squared_norms(model, rest, x, y)
-            columns.update(
-                zip([layer.name for layer in rest], fallback.squared_norms.T, strict=True)
-            )
-        norms = torch.stack([columns[layer.name] for layer in layers], dim=1)
-        return BatchNorms(losses.detach(), norms)
-
-    def _layer_norms(
-        self,
-        sampler: ParameterSampler,
-        layer: LayerInfo,
-        a: Tensor,
-        b: Tensor | None,
-        losses: Tensor,
-    ) -> Tensor:
-        """Per-sample squared norm of the layer's profiled parameters, in sample chunks."""
-        if b is None:  # the output does not reach the loss
-            return losses.new_zeros(losses.shape).detach()
-        wanted = _local_names(layer)
-        parts = []
-        for start in range(0, a.shape[0], self.chunk_size):
-            stop = start + self.chunk_size
-            norms = sampler.squared_norms(layer.module, a[start:stop], b[start:stop])
-            parts.append(sum(norms[name] for name in wanted))
-        return torch.cat(parts)
+        covered = {
+            layer.name: (samplers[layer.name], calls[layer.module][0].a, b)
+            for layer, b in zip(once, grads, strict=True)
+        }
+        covered.update(  # never called: no gradient at all
+            {
+                layer.name: (samplers[layer.name], None, None)
+                for layer in hooked
+                if not calls[layer.module]
+            }
+        )
+        rest = [layer for layer in layers if layer.name not in covered]
+        return HookedPass(losses.detach(), covered, rest)

@@ -7,12 +7,12 @@ Slow on purpose and obviously right: it is the oracle every fast backend is test
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 from torch import Tensor, nn
 
-from fisher_mi.fisher.backends import BatchNorms, FisherBackend, register_backend
+from fisher_mi.fisher.backends import BatchDiagonal, BatchNorms, FisherBackend, register_backend
 from fisher_mi.fisher.targets import logits_of, per_sample_loss
 from fisher_mi.models.layers import LayerInfo
 
@@ -24,20 +24,39 @@ class LoopBackend(FisherBackend):
     def squared_norms(
         self, model: nn.Module, layers: Sequence[LayerInfo], x: Tensor, y: Tensor
     ) -> BatchNorms:
-        parameters = dict(model.named_parameters())
-        per_layer = [[parameters[name] for name in layer.param_names] for layer in layers]
-        flat = [param for group in per_layer for param in group]
-        zero = x.new_zeros(())
         losses, rows = [], []
+        for loss, grads in self._samples(model, layers, x, y):
+            rows.append(
+                torch.stack(
+                    [sum(grads[n].pow(2).sum() for n in layer.param_names) for layer in layers]
+                )
+            )
+            losses.append(loss)
+        return BatchNorms(torch.stack(losses), torch.stack(rows))
+
+    def diagonal(
+        self, model: nn.Module, layers: Sequence[LayerInfo], x: Tensor, y: Tensor
+    ) -> BatchDiagonal:
+        losses, squares = [], {}
+        for loss, grads in self._samples(model, layers, x, y):
+            for name, grad in grads.items():
+                squares[name] = squares.get(name, 0) + grad.pow(2)
+            losses.append(loss)
+        return BatchDiagonal(torch.stack(losses), squares)
+
+    def _samples(
+        self, model: nn.Module, layers: Sequence[LayerInfo], x: Tensor, y: Tensor
+    ) -> Iterator[tuple[Tensor, dict[str, Tensor]]]:
+        """Each sample's loss and the gradients of the profiled parameters (zeros if unused)."""
+        parameters = dict(model.named_parameters())
+        names = [name for layer in layers for name in layer.param_names]
         for n in range(x.shape[0]):
             loss = per_sample_loss(logits_of(model(x[n : n + 1])), y[n : n + 1]).sum()
-            grads = torch.autograd.grad(loss, flat, allow_unused=True)
-            squares = {
-                id(param): grad.pow(2).sum()
-                for param, grad in zip(flat, grads, strict=True)
-                if grad is not None
-            }
-            row = [sum(squares.get(id(p), zero) for p in group) for group in per_layer]
-            losses.append(loss.detach())
-            rows.append(torch.stack(row).detach())
-        return BatchNorms(torch.stack(losses), torch.stack(rows))
+            grads = torch.autograd.grad(loss, [parameters[k] for k in names], allow_unused=True)
+            yield (
+                loss.detach(),
+                {
+                    name: torch.zeros_like(parameters[name]) if grad is None else grad
+                    for name, grad in zip(names, grads, strict=True)
+                },
+            )

@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 
 from fisher_mi.distributed import all_reduce_sum, is_main_process, shard
 from fisher_mi.errors import ConfigError, DataError
-from fisher_mi.fisher.backends import FisherBackend, make_backend
+from fisher_mi.fisher.backends import BatchNorms, FisherBackend, make_backend
 from fisher_mi.fisher.guards import (
     check_at_least_one,
     check_deterministic,
@@ -59,10 +59,12 @@ COLUMNS = [
 
 @dataclass(frozen=True)
 class FisherSums:
-    """Per-layer sums of squared per-sample gradient norms over ``count`` inputs (float64)."""
+    """Sums of squared per-sample gradients over ``count`` inputs (float64): per layer of the
+    squared norms (``sums``, the trace) or per parameter, elementwise (``squares``)."""
 
     sums: Tensor
     count: int
+    squares: dict[str, Tensor] | None = None
 
 
 def profile(
@@ -110,6 +112,62 @@ def profile(
     profiles a disjoint shard of a Dataset and the sums are all-reduced, so every rank
     returns the table of the whole dataset (a DataLoader is used as given: shard it yourself).
     """
+    layers, totals, engine = _run(model, data, quantity="trace", **_options(locals()))
+    return fisher_table(layers, totals, split=split, fisher=fisher, backend=engine.name)
+
+
+def fisher_diagonal(
+    model: nn.Module,
+    data: Dataset | DataLoader | Iterable,
+    *,
+    split: str = "private",
+    fisher: str = "empirical",
+    backend: str = "auto",
+    batch_size: int = 64,
+    max_samples: int | None = None,
+    device: str | torch.device | None = None,
+    mc_samples: int = 1,
+    seed: int = 0,
+    chunk_size: int = 32,
+    num_workers: int = 0,
+    trainable_only: bool = False,
+    progress: bool = False,
+) -> dict[str, Tensor]:
+    """The diagonal of the Fisher, per parameter: (1/N) sum_n g_n * g_n elementwise.
+
+    Same data, options and guarantees as ``profile`` (whose per-layer ``fisher_trace`` is the
+    sum of a layer's diagonal); returns float64 CPU tensors keyed by qualified parameter name,
+    shaped like the parameters, e.g. for heatmaps of where in a layer the information sits.
+    """
+    _, totals, _ = _run(model, data, quantity="diagonal", **_options(locals()))
+    assert totals.squares is not None
+    return {name: value / totals.count for name, value in totals.squares.items()}
+
+
+def _options(arguments: dict) -> dict:
+    """The keyword options of ``profile``/``fisher_diagonal`` (their locals minus the inputs)."""
+    return {key: value for key, value in arguments.items() if key not in ("model", "data")}
+
+
+def _run(
+    model: nn.Module,
+    data: Dataset | DataLoader | Iterable,
+    *,
+    quantity: str,
+    split: str,
+    fisher: str,
+    backend: str,
+    batch_size: int,
+    max_samples: int | None,
+    device: str | torch.device | None,
+    mc_samples: int,
+    seed: int,
+    chunk_size: int,
+    num_workers: int,
+    trainable_only: bool,
+    progress: bool,
+) -> tuple[list[LayerInfo], FisherSums, FisherBackend]:
+    """Validate the options, stream the data through a backend, return the reduced sums."""
     if fisher not in FISHER_KINDS:
         raise ConfigError(f"unknown fisher {fisher!r}; known: {', '.join(FISHER_KINDS)}")
     for name, value in (
@@ -127,26 +185,28 @@ def profile(
     batches, n_batches = _batches(
         data, batch_size=batch_size, max_samples=max_samples, seed=seed, num_workers=num_workers
     )
+    bar = tqdm(
+        total=n_batches,
+        desc=f"fisher[{split}]",
+        unit="batch",
+        disable=None if progress and is_main_process() else True,
+    )
     with _profiling_state(model, layers, device) as target:
         totals = accumulate(
             model,
             layers,
             batches,
             engine,
+            quantity=quantity,
             device=target,
             split=split,
             fisher=fisher,
             mc_samples=mc_samples,
             max_samples=max_samples,
             seed=seed,
-            progress=tqdm(
-                total=n_batches,
-                desc=f"fisher[{split}]",
-                unit="batch",
-                disable=None if progress and is_main_process() else True,
-            ),
+            progress=bar,
         )
-    return fisher_table(layers, totals, split=split, fisher=fisher, backend=engine.name)
+    return layers, totals, engine
 
 
 def _select_layers(model: nn.Module, *, trainable_only: bool) -> list[LayerInfo]:
@@ -232,6 +292,7 @@ def accumulate(
     batches: Iterable,
     engine: FisherBackend,
     *,
+    quantity: str = "trace",
     device: torch.device,
     split: str,
     fisher: str,
@@ -240,10 +301,12 @@ def accumulate(
     seed: int,
     progress: tqdm,
 ) -> FisherSums:
-    """Stream over batches, adding per-layer squared gradient norms into float64 sums."""
+    """Stream over batches, adding squared per-sample gradients into float64 sums: per layer
+    (``quantity="trace"``) or per parameter (``"diagonal"``); all-reduced across ranks."""
     dtype = next(model.parameters()).dtype
     generator = torch.Generator().manual_seed(seed)
     sums = torch.zeros(len(layers), dtype=torch.float64, device=device)
+    squares: dict[str, Tensor] = {}
     count, num_classes = 0, None
     with progress:
         for batch in batches:
@@ -263,18 +326,56 @@ def accumulate(
             if fisher == "true":
                 y = sample_labels(logits, draws, generator).flatten().to(device)
                 x = x.repeat_interleave(draws, dim=0)
-            result = engine.squared_norms(model, layers, x, y.long())
-            check_finite(result, layers, model, x, split=split, offset=count, repeats=draws)
-            sums += result.squared_norms.to(torch.float64).sum(dim=0) / draws
+            where = {"split": split, "offset": count, "repeats": draws}
+            if quantity == "trace":
+                result = engine.squared_norms(model, layers, x, y.long())
+                check_finite(result, layers, model, x, **where)
+                sums += result.squared_norms.to(torch.float64).sum(dim=0) / draws
+            else:
+                diagonal = engine.diagonal(model, layers, x, y.long())
+                per_layer = torch.stack(
+                    [sum(diagonal.squares[n].sum() for n in layer.param_names) for layer in layers]
+                )
+                check_finite(
+                    BatchNorms(diagonal.losses, per_layer[None]), layers, model, x, **where
+                )
+                sums += per_layer.to(torch.float64) / draws  # the trace is the diagonal's sum
+                for name, value in diagonal.squares.items():
+                    squares[name] = squares.get(name, 0) + value.to(torch.float64) / draws
             count += x.shape[0] // draws
             progress.update(1)
             if max_samples is not None and count >= max_samples:
                 break
-    totals = all_reduce_sum(torch.cat([sums, sums.new_tensor([count])]))
-    count = int(totals[-1])
+    return _reduce(sums, squares, count, layers, model, split)
+
+
+def _reduce(
+    sums: Tensor,
+    squares: dict[str, Tensor],
+    count: int,
+    layers: Sequence[LayerInfo],
+    model: nn.Module,
+    split: str,
+) -> FisherSums:
+    """Add up every rank's sums and counts (one all-reduce) and refuse an empty result."""
+    names = [name for layer in layers for name in layer.param_names] if squares else []
+    parameters = dict(model.named_parameters())
+    flat = [
+        squares[n].flatten()
+        if n in squares
+        else torch.zeros_like(parameters[n], dtype=sums.dtype).flatten()
+        for n in names
+    ]
+    packed = all_reduce_sum(torch.cat([sums, *flat, sums.new_tensor([count])]))
+    count = int(packed[-1])
     if count == 0:
         raise DataError(f"split {split!r} yielded no samples; check the data path and the split")
-    return FisherSums(totals[:-1].cpu(), count)
+    reduced = packed[: len(layers)].cpu()
+    if not names:
+        return FisherSums(reduced, count)
+    pieces = packed[len(layers) : -1].cpu().split([parameters[n].numel() for n in names])
+    shaped = {n: p.view(parameters[n].shape) for n, p in zip(names, pieces, strict=True)}
+    return FisherSums(reduced, count, shaped)
 
 
 def _unpack(batch: object) -> tuple[Tensor, Tensor]:

@@ -7,15 +7,25 @@ kept: memory holds at most ``chunk_size`` per-sample gradients at a time.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call, grad_and_value, vmap
 
-from fisher_mi.fisher.backends import BatchNorms, FisherBackend, register_backend
+from fisher_mi.fisher.backends import BatchDiagonal, BatchNorms, FisherBackend, register_backend
 from fisher_mi.fisher.targets import logits_of, per_sample_loss
 from fisher_mi.models.layers import LayerInfo
+
+
+def _slots(model: nn.Module, kind: str) -> list[tuple[str, Tensor]]:
+    """Every (module, attribute) slot holding a parameter or buffer, each module once."""
+    return [
+        (f"{prefix}.{local}" if prefix else local, tensor)
+        for prefix, module in model.named_modules()
+        for local, tensor in getattr(module, kind).items()
+        if tensor is not None
+    ]
 
 
 @register_backend("vmap")
@@ -25,27 +35,58 @@ class VmapBackend(FisherBackend):
     def squared_norms(
         self, model: nn.Module, layers: Sequence[LayerInfo], x: Tensor, y: Tensor
     ) -> BatchNorms:
+        losses, norms = [], []
+        for loss, grads in self._chunks(model, layers, x, y):
+            norms.append(
+                torch.stack(
+                    [
+                        sum(
+                            grads[n].reshape(len(loss), -1).pow(2).sum(1) for n in layer.param_names
+                        )
+                        for layer in layers
+                    ],
+                    dim=1,
+                )
+            )
+            losses.append(loss)
+        return BatchNorms(torch.cat(losses), torch.cat(norms))
+
+    def diagonal(
+        self, model: nn.Module, layers: Sequence[LayerInfo], x: Tensor, y: Tensor
+    ) -> BatchDiagonal:
+        losses, squares = [], {}
+        for loss, grads in self._chunks(model, layers, x, y):
+            for name, grad in grads.items():
+                squares[name] = squares.get(name, 0) + grad.pow(2).sum(0)
+            losses.append(loss)
+        return BatchDiagonal(torch.cat(losses), squares)
+
+    def _chunks(
+        self, model: nn.Module, layers: Sequence[LayerInfo], x: Tensor, y: Tensor
+    ) -> Iterator[tuple[Tensor, dict[str, Tensor]]]:
+        """Per-sample losses and gradients (chunk, *shape) of the profiled parameters, chunk
+        by chunk, so at most ``chunk_size`` per-sample gradients exist at a time.
+
+        A parameter held by several modules (tied weights) is passed once per holding module
+        (with ``tie_weights=False``) and its gradients summed: ``functional_call``'s own weight
+        tying, or naming one module twice, leaves modules holding plain tensors afterwards.
+        """
         wanted = {name for layer in layers for name in layer.param_names}
-        profiled, fixed = {}, dict(model.named_buffers())
-        for name, param in model.named_parameters():
-            (profiled if name in wanted else fixed)[name] = param.detach()
+        canonical = {id(param): name for name, param in model.named_parameters()}
+        owner, profiled, fixed = {}, {}, dict(_slots(model, "_buffers"))
+        for name, param in _slots(model, "_parameters"):
+            owner[name] = canonical[id(param)]
+            (profiled if owner[name] in wanted else fixed)[name] = param.detach()
 
         def sample_loss(params: dict[str, Tensor], x1: Tensor, y1: Tensor) -> Tensor:
-            output = functional_call(model, (params, fixed), (x1.unsqueeze(0),))
+            output = functional_call(model, (params, fixed), (x1.unsqueeze(0),), tie_weights=False)
             return per_sample_loss(logits_of(output), y1.unsqueeze(0)).sum()
 
-        def sample_norms(params: dict[str, Tensor], x1: Tensor, y1: Tensor):
-            grads, loss = grad_and_value(sample_loss)(params, x1, y1)
-            norms = [
-                sum(grads[name].pow(2).sum() for name in layer.param_names) for layer in layers
-            ]
-            return loss, torch.stack(norms)
-
-        batched = vmap(sample_norms, in_dims=(None, 0, 0))
-        losses, norms = [], []
+        batched = vmap(grad_and_value(sample_loss), in_dims=(None, 0, 0))
         for start in range(0, x.shape[0], self.chunk_size):
             stop = start + self.chunk_size
-            loss, norm = batched(profiled, x[start:stop], y[start:stop])
-            losses.append(loss)
-            norms.append(norm)
-        return BatchNorms(torch.cat(losses), torch.cat(norms))
+            grads, loss = batched(profiled, x[start:stop], y[start:stop])
+            summed: dict[str, Tensor] = {}
+            for name, grad in grads.items():
+                summed[owner[name]] = summed[owner[name]] + grad if owner[name] in summed else grad
+            yield loss, summed
