@@ -174,7 +174,7 @@ def _profile_model(
             "model": str(model_path),
             "arch": {"name": spec.name, "kwargs": dict(spec.kwargs)} if spec else None,
             "data": sources,
-        "processes": world_size(),
+            "processes": world_size(),
         },
     )
     print(summary(run.table))
