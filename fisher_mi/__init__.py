@@ -7,14 +7,18 @@ from fisher_mi.data import load_dataset
 from fisher_mi.errors import FisherMIError
 from fisher_mi.fisher import profile
 from fisher_mi.models import build_model, load_model, named_layers, save_model
+from fisher_mi.plan import FreezePlan, apply_plan, plan_freeze
 
 __all__ = [
     "FisherMIError",
+    "FreezePlan",
     "__version__",
+    "apply_plan",
     "build_model",
     "load_dataset",
     "load_model",
     "named_layers",
+    "plan_freeze",
     "profile",
     "save_model",
 ]

@@ -17,11 +17,14 @@ from torch.utils.data import Dataset
 
 from fisher_mi.data import DATASETS, load_dataset
 from fisher_mi.distributed import init_from_environment, is_main_process, world_size
-from fisher_mi.errors import ConfigError, FisherMIError
+from fisher_mi.errors import ConfigError, DataError, FisherMIError
 from fisher_mi.evaluate import accuracy
 from fisher_mi.fisher import BACKENDS, FISHER_KINDS
+from fisher_mi.io import read_table
 from fisher_mi.models import ARCHITECTURES, arch_of, build_model, load_model, save_model
+from fisher_mi.plan import BN_STATS, RULES, parse_params, plan_freeze
 from fisher_mi.profiling import profile_splits, summary, write_profile
+from fisher_mi.report import plot_freeze_plan
 from fisher_mi.train import fit
 
 EXIT_USER_ERROR = 2
@@ -130,6 +133,53 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", type=Path, default=Path("runs/demo"))
     _add_fisher_options(demo)
     demo.set_defaults(handler=run_demo)
+
+    plan = commands.add_parser(
+        "plan", help="choose which layers to freeze for fine-tuning, from a Fisher table"
+    )
+    plan.add_argument("table", type=Path, help="fisher.csv written by `fisher-mi profile`")
+    plan.add_argument(
+        "--rule",
+        default="auto",
+        help=f"cutoff rule (known: {', '.join(RULES.names())}; default: auto)",
+    )
+    plan.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a parameter of the rule, e.g. p=0.8, last=2, threshold=0.5 (repeatable)",
+    )
+    plan.add_argument(
+        "--cutoff",
+        type=int,
+        default=None,
+        help="override the rule: freeze the layers with depth < K (the rule's scores are kept)",
+    )
+    plan.add_argument(
+        "--model",
+        type=Path,
+        default=None,
+        help="checkpoint the table was profiled from (rule rgn reads its parameter norms)",
+    )
+    plan.add_argument(
+        "--arch",
+        default=None,
+        help=f"architecture of a foreign --model (known: {', '.join(ARCHITECTURES.names())})",
+    )
+    plan.add_argument(
+        "--bn-stats",
+        default="frozen",
+        choices=BN_STATS,
+        help="running statistics of frozen BatchNorm layers during fine-tuning (default: frozen)",
+    )
+    plan.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="plan file (default: plan.json beside the table); the figure goes beside it (.png)",
+    )
+    plan.set_defaults(handler=run_plan)
     return parser
 
 
@@ -233,6 +283,30 @@ def run_demo(args: argparse.Namespace) -> None:
     _profile_model(
         load_model(model_path), model_path, args, {"private": args.data, "public": args.data}
     )
+
+
+def run_plan(args: argparse.Namespace) -> None:
+    if not args.table.is_file():
+        raise DataError(
+            f"Fisher table {args.table} does not exist; write it with `fisher-mi profile`"
+        )
+    try:
+        table = read_table(args.table)
+    except (ValueError, UnicodeDecodeError) as err:  # pandas parser errors are ValueErrors
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise DataError(
+            f"Fisher table {args.table} is not a readable CSV ({reason}); "
+            "write it with `fisher-mi profile`"
+        ) from None
+    params = parse_params(args.param)
+    if args.model is not None:
+        params["model"] = load_model(args.model, arch=args.arch)
+    plan = plan_freeze(table, rule=args.rule, cutoff=args.cutoff, bn_stats=args.bn_stats, **params)
+    out = args.out if args.out is not None else args.table.parent / "plan.json"
+    plan.save(out)
+    figure = plot_freeze_plan(table, plan, out.with_suffix(".png"))
+    print(plan.summary())
+    print(f"wrote {out}, {figure}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib
 
@@ -14,6 +15,9 @@ import pandas as pd
 import seaborn as sns
 
 from fisher_mi.io import atomic_path
+
+if TYPE_CHECKING:
+    from fisher_mi.plan import FreezePlan
 
 VALUE_LABELS = {
     "fisher_per_param": "Fisher information per parameter",
@@ -52,6 +56,58 @@ def plot_fisher_profile(
         ax.set_ylabel(VALUE_LABELS.get(value, value))
         if title:
             ax.set_title(title)
+        ax.grid(True, which="major", alpha=0.3)
+        fig.tight_layout()
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=120)
+    finally:
+        plt.close(fig)
+    return Path(path)
+
+
+def plot_freeze_plan(
+    table: pd.DataFrame,
+    plan: FreezePlan,
+    path: str | os.PathLike[str],
+    *,
+    value: str = "fisher_per_param",
+    title: str | None = None,
+) -> Path:
+    """The per-layer Fisher profile (one line per split) with a freeze plan drawn on it.
+
+    The frozen prefix (depth < cutoff) is shaded and a dashed line separates it from the
+    fine-tuned layers, so the figure shows where the private data stand out against the
+    public data relative to the layers the plan keeps at their public-pretrained values.
+    """
+    order = list(plan.layers)
+    rows = table[table["layer"].isin(order)].reset_index(drop=True)
+    width = min(max(6.0, 0.35 * len(order) + 2.0), 24.0)
+    fig, ax = plt.subplots(figsize=(width, 4.2))
+    try:
+        sns.lineplot(
+            data=rows,
+            x=pd.Categorical(rows["layer"], categories=order, ordered=True).codes,
+            y=value,
+            hue="split",
+            marker="o",
+            ax=ax,
+        )
+        if plan.cutoff > 0:
+            ax.axvspan(-0.5, plan.cutoff - 0.5, color="0.88", zorder=0, label="frozen")
+        ax.axvline(plan.cutoff - 0.5, color="0.2", linestyle="--", label=f"cutoff {plan.cutoff}")
+        if (rows[value] > 0).any():
+            ax.set_yscale("log", nonpositive="mask")
+        ax.set_xlim(-0.5, len(order) - 0.5)
+        ax.set_xticks(range(len(order)))
+        ax.set_xticklabels(order, rotation=60, ha="right", fontsize=8)
+        ax.set_xlabel("layer (input → output)")
+        ax.set_ylabel(VALUE_LABELS.get(value, value))
+        ax.set_title(
+            title
+            or f"freeze plan: rule {plan.rule}, {len(plan.frozen)} frozen, "
+            f"{len(plan.trained)} trained"
+        )
+        ax.legend(fontsize=8)
         ax.grid(True, which="major", alpha=0.3)
         fig.tight_layout()
         with atomic_path(path) as tmp:

@@ -1,0 +1,25 @@
+"""Freeze planning for TL-DMI fine-tuning: which prefix of layers to freeze, chosen from the
+Fisher table, and applied to a model verifiably.
+
+Modules, one job each: ``table`` (validating and reading the Fisher table), ``rules`` (the
+cutoff-rule registry), ``freeze_plan`` (the ``FreezePlan`` record and its JSON),
+``planner`` (``plan_freeze``), ``apply`` (``apply_plan`` and frozen BatchNorm statistics).
+"""
+
+from fisher_mi.plan.apply import apply_plan, frozen_norm_modules
+from fisher_mi.plan.freeze_plan import BN_STATS, FreezePlan
+from fisher_mi.plan.planner import parse_params, plan_freeze
+from fisher_mi.plan.rules import DEFAULT_RULE, RULES, RuleResult, layer_norms
+
+__all__ = [
+    "BN_STATS",
+    "DEFAULT_RULE",
+    "RULES",
+    "FreezePlan",
+    "RuleResult",
+    "apply_plan",
+    "frozen_norm_modules",
+    "layer_norms",
+    "parse_params",
+    "plan_freeze",
+]
