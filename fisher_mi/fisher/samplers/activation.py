@@ -15,6 +15,7 @@ from fisher_mi.fisher.samplers.base import ParameterSampler, register_sampler
 class PReLUSampler(ParameterSampler):
     def per_sample_grads(self, module: nn.PReLU, a: Tensor, b: Tensor) -> dict[str, Tensor]:
         contribution = b * a.clamp(max=0)
+        batch = contribution.shape[0]
         if module.num_parameters == 1:
-            return {"weight": contribution.flatten(1).sum(1, keepdim=True)}
-        return {"weight": contribution.flatten(2).sum(2)}
+            return {"weight": contribution.reshape(batch, -1).sum(1, keepdim=True)}
+        return {"weight": contribution.reshape(batch, module.num_parameters, -1).sum(2)}

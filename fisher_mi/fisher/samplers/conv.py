@@ -1,16 +1,17 @@
 """``nn.Conv1d`` and ``nn.Conv2d`` (stride, padding of any mode, dilation, groups, bias).
 
-The input is unfolded into patches A_n (per group: (C_in/G * k) x L, L output positions) and
-the output gradient is B_n (per group: C_out/G x L), so the weight gradient is
-G_n = B_n A_n^T per group and
+With input patches A_n (per group: C_in/G * k rows, L output positions) and output gradient
+B_n (per group: C_out/G x L), the weight gradient is G_n = B_n A_n^T per group and
 
     ||G_n||^2 = sum_g ||B_ng A_ng^T||_F^2                          (direct form)
               = sum_g sum_{l,m} (A_ng^T A_ng)_{lm} (B_ng^T B_ng)_{lm}   (Gram form)
 
-costing C_out C_in k L / G and L^2 (C_in k + C_out) flops per sample respectively,
-
-so the cheaper of the two is chosen per layer from the shapes (Gram wins where few output positions
-meet many channels, late in a CNN). The bias gradient is B_n summed over positions.
+costing C_out C_in k L / G and L^2 (C_in k + C_out) flops per sample respectively, so the
+cheaper of the two is chosen per layer from the shapes (Gram wins where few output positions
+meet many channels, late in a CNN). The direct form does not unfold the input: it runs the
+convolution's own weight-gradient kernel once with the batch folded into the groups, which
+yields every sample's G_n for the cost of the ordinary batch weight gradient (the step it
+replaces). The bias gradient is B_n summed over positions.
 """
 
 from __future__ import annotations
@@ -24,60 +25,81 @@ from fisher_mi.fisher.samplers.base import ParameterSampler, register_sampler
 Conv = nn.Conv1d | nn.Conv2d
 
 
-def _pair(values: tuple[int, ...], one_d: bool, fill: int) -> tuple[int, int]:
-    return (fill, values[0]) if one_d else (values[0], values[1])
+def _padded(module: Conv, a: Tensor) -> tuple[Tensor, list[int]]:
+    """The input with any non-zero or string padding applied, and the padding left to do."""
+    if isinstance(module.padding, str) or module.padding_mode != "zeros":
+        mode = "constant" if module.padding_mode == "zeros" else module.padding_mode
+        return F.pad(a, module._reversed_padding_repeated_twice, mode=mode), [0] * (a.dim() - 2)
+    return a, list(module.padding)
+
+
+def per_sample_weight_grads(module: Conv, a: Tensor, b: Tensor) -> Tensor:
+    """G_n for every sample, (batch, *weight shape): one grouped weight-gradient kernel call."""
+    batch = a.shape[0]
+    if batch == 0:
+        return a.new_zeros(0, *module.weight.shape)
+    a, padding = _padded(module, a)
+    spatial = a.dim() - 2
+    shape_only = a.new_empty(()).expand(batch * module.out_channels, *module.weight.shape[1:])
+    grads = torch.ops.aten.convolution_backward(
+        b.reshape(1, -1, *b.shape[2:]),
+        a.reshape(1, -1, *a.shape[2:]),
+        shape_only,
+        None,
+        list(module.stride),
+        padding,
+        list(module.dilation),
+        False,
+        [0] * spatial,
+        batch * module.groups,
+        [False, True, False],
+    )[1]
+    return grads.reshape(batch, *module.weight.shape)
 
 
 def unfold_patches(module: Conv, a: Tensor) -> Tensor:
     """Input patches (batch, groups, C_in/groups * kernel, positions), padding applied."""
     one_d = isinstance(module, nn.Conv1d)
-    padding = (0, 0)
-    if isinstance(module.padding, str) or module.padding_mode != "zeros":  # pad explicitly
-        mode = "constant" if module.padding_mode == "zeros" else module.padding_mode
-        a = F.pad(a, module._reversed_padding_repeated_twice, mode=mode)
-    else:
-        padding = _pair(module.padding, one_d, 0)
+    a, padding = _padded(module, a)
     if one_d:
-        a = a.unsqueeze(2)
+        a, padding = a.unsqueeze(2), [0, *padding]
     patches = F.unfold(
         a,
-        kernel_size=_pair(module.kernel_size, one_d, 1),
-        dilation=_pair(module.dilation, one_d, 1),
+        kernel_size=(1, *module.kernel_size) if one_d else module.kernel_size,
+        dilation=(1, *module.dilation) if one_d else module.dilation,
         padding=padding,
-        stride=_pair(module.stride, one_d, 1),
+        stride=(1, *module.stride) if one_d else module.stride,
     )
     return patches.reshape(a.shape[0], module.groups, -1, patches.shape[-1])
 
 
-def output_gradients(module: Conv, b: Tensor) -> Tensor:
-    """Output gradients as (batch, groups, C_out/groups, positions)."""
-    return b.reshape(b.shape[0], module.groups, module.out_channels // module.groups, -1)
-
-
 def gram_is_cheaper(positions: int, fan_in: int, fan_out: int) -> bool:
+    """L^2 (fan_in + fan_out) < fan_in fan_out L, i.e. the Gram form costs fewer flops."""
     return positions * (fan_in + fan_out) < fan_in * fan_out
+
+
+def _bias(module: Conv, b: Tensor) -> dict[str, Tensor]:
+    return {} if module.bias is None else {"bias": b.flatten(2).sum(2)}
 
 
 @register_sampler(nn.Conv1d, nn.Conv2d)
 class ConvSampler(ParameterSampler):
     def per_sample_grads(self, module: Conv, a: Tensor, b: Tensor) -> dict[str, Tensor]:
-        patches, grads_out = unfold_patches(module, a), output_gradients(module, b)
-        weight = torch.einsum("bgol,bgil->bgoi", grads_out, patches)
-        grads = {"weight": weight.reshape(a.shape[0], *module.weight.shape)}
-        if module.bias is not None:
-            grads["bias"] = b.flatten(2).sum(2)
-        return grads
+        return {"weight": per_sample_weight_grads(module, a, b), **_bias(module, b)}
 
     def squared_norms(self, module: Conv, a: Tensor, b: Tensor) -> dict[str, Tensor]:
-        patches, grads_out = unfold_patches(module, a), output_gradients(module, b)
-        positions, fan_in, fan_out = patches.shape[-1], patches.shape[2], grads_out.shape[2]
+        positions = b[0].numel() // module.out_channels if b.shape[0] else 0
+        fan_in = module.weight[0].numel()
+        fan_out = module.out_channels // module.groups
         if gram_is_cheaper(positions, fan_in, fan_out):
+            patches = unfold_patches(module, a)
+            grads_out = b.reshape(b.shape[0], module.groups, fan_out, -1)
             gram_in = torch.einsum("bgil,bgim->bglm", patches, patches)
             gram_out = torch.einsum("bgol,bgom->bglm", grads_out, grads_out)
             weight = (gram_in * gram_out).sum((1, 2, 3))
         else:
-            weight = torch.einsum("bgol,bgil->bgoi", grads_out, patches).pow(2).sum((1, 2, 3))
+            weight = per_sample_weight_grads(module, a, b).flatten(1).pow(2).sum(1)
         norms = {"weight": weight}
         if module.bias is not None:
-            norms["bias"] = b.flatten(2).sum(2).pow(2).sum(1)
+            norms["bias"] = _bias(module, b)["bias"].pow(2).sum(1)
         return norms
