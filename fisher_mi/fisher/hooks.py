@@ -79,6 +79,10 @@ class HookedPass:
 class HooksBackend(FisherBackend):
     """Per-sample quantities from layer inputs and output gradients (module docstring)."""
 
+    def __init__(self, *, chunk_size: int = 32) -> None:
+        super().__init__(chunk_size=chunk_size)
+        self._sample_major: dict[str, bool] = {}  # layer name -> input has samples on dim 0
+
     def squared_norms(
         self, model: nn.Module, layers: Sequence[LayerInfo], x: Tensor, y: Tensor
     ) -> BatchNorms:
@@ -135,27 +139,62 @@ class HooksBackend(FisherBackend):
             for start in range(0, a.shape[0], size)
         ]
 
+    def _probe_sample_major(self, model: nn.Module, hooked: Sequence[LayerInfo], x: Tensor) -> None:
+        """Find, once per layer, whether its input carries the sample on dim 0.
+
+        The closed forms assume it; a layer fed e.g. ``x.transpose(0, 1)`` (sequence-first)
+        would give wrong numbers exactly when the sequence is as long as the batch, so one
+        single-sample forward decides: a sample-major layer then sees a leading size of 1.
+        """
+        unknown = [layer for layer in hooked if layer.name not in self._sample_major]
+        if not unknown:
+            return
+        sizes: dict[nn.Module, list[int]] = {layer.module: [] for layer in unknown}
+        handles = [
+            layer.module.register_forward_hook(
+                lambda module, inputs, _output: sizes[module].append(
+                    inputs[0].shape[0] if inputs and inputs[0].dim() else -1
+                )
+            )
+            for layer in unknown
+        ]
+        try:
+            with torch.no_grad():
+                model(x[:1])
+        finally:
+            for handle in handles:
+                handle.remove()
+        for layer in unknown:
+            self._sample_major[layer.name] = all(size == 1 for size in sizes[layer.module])
+
     def _pass(
         self, model: nn.Module, layers: Sequence[LayerInfo], x: Tensor, y: Tensor
     ) -> HookedPass:
         samplers = {layer.name: sampler_for(layer.module) for layer in layers}
         hooked = [layer for layer in layers if samplers[layer.name] is not None]
+        self._probe_sample_major(model, hooked, x)
         with record_calls([layer.module for layer in hooked]) as calls:
             losses = per_sample_loss(logits_of(model(x)), y)
         once = [
-            layer for layer in hooked if len(calls[layer.module]) == 1 and calls[layer.module][0]
+            layer
+            for layer in hooked
+            if self._sample_major[layer.name]
+            and len(calls[layer.module]) == 1
+            and calls[layer.module][0] is not None
+            and calls[layer.module][0].a.shape[0] == x.shape[0]
         ]
         edges = [calls[layer.module][0].edge for layer in once]
         grads = torch.autograd.grad(losses.sum(), edges, allow_unused=True) if edges else ()
         covered = {
             layer.name: (samplers[layer.name], calls[layer.module][0].a, b)
             for layer, b in zip(once, grads, strict=True)
+            if b is None or b.shape[0] == x.shape[0]
         }
         covered.update(  # never called: no gradient at all
             {
                 layer.name: (samplers[layer.name], None, None)
                 for layer in hooked
-                if not calls[layer.module]
+                if not calls[layer.module] and self._sample_major[layer.name]
             }
         )
         rest = [layer for layer in layers if layer.name not in covered]

@@ -6,6 +6,8 @@ the layer has one parameter per channel, over everything when it has a single on
 
 from __future__ import annotations
 
+import math
+
 from torch import Tensor, nn
 
 from fisher_mi.fisher.samplers.base import ParameterSampler, register_sampler
@@ -17,5 +19,10 @@ class PReLUSampler(ParameterSampler):
         contribution = b * a.clamp(max=0)
         batch = contribution.shape[0]
         if module.num_parameters == 1:
-            return {"weight": contribution.reshape(batch, -1).sum(1, keepdim=True)}
-        return {"weight": contribution.reshape(batch, module.num_parameters, -1).sum(2)}
+            return {
+                "weight": contribution.reshape(batch, math.prod(contribution.shape[1:])).sum(
+                    1, keepdim=True
+                )
+            }
+        positions = math.prod(contribution.shape[2:])  # explicit, so an empty batch reshapes too
+        return {"weight": contribution.reshape(batch, module.num_parameters, positions).sum(2)}

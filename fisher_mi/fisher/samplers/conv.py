@@ -16,6 +16,8 @@ replaces). The bias gradient is B_n summed over positions.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -70,7 +72,8 @@ def unfold_patches(module: Conv, a: Tensor) -> Tensor:
         padding=padding,
         stride=(1, *module.stride) if one_d else module.stride,
     )
-    return patches.reshape(a.shape[0], module.groups, -1, patches.shape[-1])
+    per_group = patches.shape[1] // module.groups
+    return patches.reshape(a.shape[0], module.groups, per_group, patches.shape[-1])
 
 
 def gram_is_cheaper(positions: int, fan_in: int, fan_out: int) -> bool:
@@ -88,12 +91,12 @@ class ConvSampler(ParameterSampler):
         return {"weight": per_sample_weight_grads(module, a, b), **_bias(module, b)}
 
     def squared_norms(self, module: Conv, a: Tensor, b: Tensor) -> dict[str, Tensor]:
-        positions = b[0].numel() // module.out_channels if b.shape[0] else 0
+        positions = math.prod(b.shape[2:])
         fan_in = module.weight[0].numel()
         fan_out = module.out_channels // module.groups
         if gram_is_cheaper(positions, fan_in, fan_out):
             patches = unfold_patches(module, a)
-            grads_out = b.reshape(b.shape[0], module.groups, fan_out, -1)
+            grads_out = b.reshape(b.shape[0], module.groups, fan_out, positions)
             gram_in = torch.einsum("bgil,bgim->bglm", patches, patches)
             gram_out = torch.einsum("bgol,bgom->bglm", grads_out, grads_out)
             weight = (gram_in * gram_out).sum((1, 2, 3))

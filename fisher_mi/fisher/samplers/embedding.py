@@ -8,6 +8,8 @@ distinct (sample, row) pair.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 
@@ -16,7 +18,9 @@ from fisher_mi.fisher.samplers.base import ParameterSampler, register_sampler
 
 def _rows(module: nn.Embedding, a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
     """Indices (batch, T) and output gradients (batch, T, dim), padding positions zeroed."""
-    indices, grads = a.reshape(a.shape[0], -1), b.reshape(b.shape[0], -1, module.embedding_dim)
+    length = math.prod(a.shape[1:])  # explicit, so an empty batch reshapes too
+    indices = a.reshape(a.shape[0], length)
+    grads = b.reshape(b.shape[0], length, module.embedding_dim)
     if module.padding_idx is not None:
         grads = grads * (indices != module.padding_idx).unsqueeze(-1)
     return indices, grads
@@ -25,7 +29,9 @@ def _rows(module: nn.Embedding, a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
 @register_sampler(nn.Embedding)
 class EmbeddingSampler(ParameterSampler):
     def supports(self, module: nn.Embedding) -> bool:
-        return module.max_norm is None  # max_norm rewrites the table during the forward
+        # max_norm rewrites the table during the forward; scale_grad_by_freq rescales rows
+        # by their count in the batch: both left to the fallback
+        return module.max_norm is None and not module.scale_grad_by_freq
 
     def per_sample_grads(self, module: nn.Embedding, a: Tensor, b: Tensor) -> dict[str, Tensor]:
         indices, grads = _rows(module, a, b)

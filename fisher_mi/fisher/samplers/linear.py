@@ -13,6 +13,8 @@ sum_t b_t.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 
@@ -21,7 +23,11 @@ from fisher_mi.fisher.samplers.base import ParameterSampler, register_sampler
 
 def _as_sequences(module: nn.Linear, a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
     batch = a.shape[0]
-    return a.reshape(batch, -1, module.in_features), b.reshape(batch, -1, module.out_features)
+    length = math.prod(a.shape[1:-1])  # explicit, so an empty batch reshapes too
+    return (
+        a.reshape(batch, length, module.in_features),
+        b.reshape(batch, length, module.out_features),
+    )
 
 
 def gram_is_cheaper(length: int, fan_in: int, fan_out: int) -> bool:
