@@ -528,7 +528,7 @@ def test_embedding_fuzzed(
 
 @pytest.mark.parametrize("case", SAMPLER_CASES, ids=lambda c: c.id)
 def test_empty_batch_gives_empty_norms_and_zero_diagonal(case: SamplerCase) -> None:
-    # Regression test for a fixed bug: Linear, Conv1d/Conv2d, PReLU and Embedding raise on a batch of 0: they reshape
+    # Fixed bug: Linear, Conv1d/Conv2d, PReLU and Embedding raise on a batch of 0: they reshape
     # with (batch, ..., -1), which torch refuses for a tensor of 0 elements: linear.py:24
     # (_as_sequences), conv.py:73 (unfold_patches, reached from squared_norms because
     # gram_is_cheaper(0, ...) is True for positions = 0), activation.py:20-21, embedding.py:19
@@ -870,11 +870,11 @@ MODEL_CASES = [
         lambda: nn.Sequential(nn.Linear(4, 5), nn.PReLU(5), nn.Linear(5, 3)),
         (4,),
     ),
-    # Regression test for a fixed bug: Embedding(scale_grad_by_freq=True) scales each row's gradient by 1 / (its count in
+    # Fixed bug: Embedding(scale_grad_by_freq=True) scales each row's gradient by 1 / (its count in
     # the mini-batch); EmbeddingSampler ignores that and EmbeddingSampler.supports accepts the
     # module (embedding.py:27-28), so hooks returns a silently wrong trace for it.
     ModelCase("embedding-scale-grad-by-freq", EmbeddingScaledByFrequency, (4,), vocabulary=5),
-    # Regression test for a fixed bug: a layer whose input has the batch off dim 0 (sequence-first code). The samplers
+    # Fixed bug: a layer whose input has the batch off dim 0 (sequence-first code). The samplers
     # and HooksBackend._chunked (hooks.py:135) take dim 0 of a and b as the batch: with
     # T != batch squared_norms crashes in torch.stack (hooks.py:100), with T == batch (next
     # case) it silently returns per-position instead of per-sample norms.

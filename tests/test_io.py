@@ -115,7 +115,7 @@ def test_written_file_has_the_usual_permissions(tmp_path: Path) -> None:
 
 
 def test_table_round_trip_keeps_text_columns_text(tmp_path: Path) -> None:
-    # Regression test for a fixed bug: fisher_mi/io.py read_table is a bare pd.read_csv, so a table written by write_table
+    # Fixed bug: fisher_mi/io.py read_table is a bare pd.read_csv, so a table written by write_table
     # does not read back as written: layer names of an nn.Sequential ("0", "2") become
     # integers, fisher="true" (from --fisher true) becomes the bool True, and a split named
     # "NA" becomes NaN. Fix: read the text columns as text, e.g. pd.read_csv(path,
