@@ -1,0 +1,39 @@
+"""Training: one loop for every stage of TL-DMI and its baseline.
+
+Train from scratch (the baseline), pre-train on labelled public data and swap in a fresh head
+(``pretrain_public``), start from a local pre-trained file (``load_init``), then fine-tune
+under a freeze plan (``train(..., plan=...)``), with checkpoints, resume, and ``torchrun``.
+
+Modules, one job each: ``config`` (``TrainConfig``, optimiser, schedule), ``split`` (the
+validation hold-out), ``plans`` (prefix and rule-made plans), ``init`` (``load_init``),
+``epoch`` (one epoch and the accuracies), ``state`` (checkpoints and outputs), ``loop``
+(``train``), ``transfer`` (head swap and public pre-training).
+"""
+
+from fisher_mi.training.config import OPTIMIZERS, SCHEDULES, TrainConfig
+from fisher_mi.training.init import load_init
+from fisher_mi.training.loop import TrainResult, train
+from fisher_mi.training.plans import plan_by_rule, prefix_plan
+from fisher_mi.training.split import split_validation
+from fisher_mi.training.state import CHECKPOINT, COLUMNS, HISTORY, MODEL, PLAN
+from fisher_mi.training.transfer import head_prefix, pretrain_public, with_new_head
+
+__all__ = [
+    "CHECKPOINT",
+    "COLUMNS",
+    "HISTORY",
+    "MODEL",
+    "OPTIMIZERS",
+    "PLAN",
+    "SCHEDULES",
+    "TrainConfig",
+    "TrainResult",
+    "head_prefix",
+    "load_init",
+    "plan_by_rule",
+    "prefix_plan",
+    "pretrain_public",
+    "split_validation",
+    "train",
+    "with_new_head",
+]
