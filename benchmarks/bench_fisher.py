@@ -82,6 +82,10 @@ OTHER_CORES_THRESHOLD = 0.25
 # per-sample gradients (batch x parameters) above this many GiB is not started.
 CASE_TIMEOUT_S = 600.0
 MAX_PER_SAMPLE_GIB = 12.0
+# The worker's data-segment limit (RLIMIT_DATA) as a share of the machine's memory: an
+# allocation beyond it fails inside the worker (recorded as out of memory) instead of the
+# kernel's OOM killer picking a process.
+MEMORY_LIMIT_SHARE = 0.85
 # Acceptance targets (see README.md): hooks' trace within TRACE_TARGET x the floor in time and
 # peak memory, its diagonal within DIAGONAL_TARGET x the floor in time.
 TRACE_TARGET = 1.3
@@ -557,8 +561,39 @@ def _distribution_version(name: str) -> str | None:
         return None
 
 
+def machine_memory_gib() -> float | None:
+    """Total memory of this machine (``/proc/meminfo``), or None where it cannot be read."""
+    try:
+        with open("/proc/meminfo") as stream:
+            for line in stream:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) * 1024 / GIB
+    except OSError:
+        pass
+    return None
+
+
+def default_memory_limit_gib() -> float | None:
+    total = machine_memory_gib()
+    return None if total is None else round(MEMORY_LIMIT_SHARE * total, 1)
+
+
+def _limit_memory(limit_gib: float | None) -> None:
+    """Cap this process's data segment (heap and anonymous mappings: torch's tensors)."""
+    if limit_gib and limit_gib > 0 and hasattr(resource, "RLIMIT_DATA"):
+        limit = int(limit_gib * GIB)
+        resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
+
+
+def _out_of_memory(err: BaseException) -> bool:
+    if isinstance(err, MemoryError) or type(err).__name__ == "OutOfMemoryError":
+        return True
+    return isinstance(err, RuntimeError) and "can't allocate memory" in str(err)
+
+
 def run_worker(args: argparse.Namespace) -> dict[str, Any]:
     """Time one method on one case; memory figures are this process's own."""
+    _limit_memory(args.memory_limit_gb)
     device = torch.device(args.device)
     dtype = getattr(torch, args.dtype)
     method = METHODS.get(args.method)
@@ -603,6 +638,19 @@ def run_worker(args: argparse.Namespace) -> dict[str, Any]:
             times.append(time.perf_counter() - start)
     except Unsupported as err:
         return {**common, "status": "unsupported", "note": f"unsupported: {err}"}
+    except (RuntimeError, MemoryError) as err:
+        if not _out_of_memory(err):
+            raise
+        where = (
+            f"under the worker's {args.memory_limit_gb:g} GiB cap (--memory-limit-gb)"
+            if args.memory_limit_gb
+            else f"on {device}"
+        )
+        return {
+            **common,
+            "status": "failed",
+            "note": f"out of memory: an allocation failed {where}: {str(err)[:160]}",
+        }
     busy, own = _busy_cpu_seconds() - busy, _own_cpu_seconds() - own
     others = max(busy - own, 0.0) / (time.perf_counter() - wall)
     peak_rss = _peak_rss_mib()
@@ -638,6 +686,7 @@ class Guards:
 
     timeout_s: float = CASE_TIMEOUT_S
     max_per_sample_gb: float = MAX_PER_SAMPLE_GIB
+    memory_limit_gb: float | None = None
 
 
 def spawn_worker(
@@ -667,6 +716,8 @@ def spawn_worker(
         f"--seed={SEED}",
         f"--max-per-sample-gb={guards.max_per_sample_gb}",
     ]
+    if guards.memory_limit_gb:
+        command.append(f"--memory-limit-gb={guards.memory_limit_gb}")
     try:
         done = subprocess.run(
             command, capture_output=True, text=True, check=False, timeout=guards.timeout_s
@@ -823,6 +874,7 @@ def run_case(
         "vmap_chunk_size": VMAP_CHUNK_SIZE,
         "case_timeout_s": guards.timeout_s,
         "max_per_sample_gb": guards.max_per_sample_gb,
+        "memory_limit_gb": guards.memory_limit_gb,
         "n_params": record.get("n_params"),
         "n_layers": len(record.get("layers") or []) or None,
         "times_s": record.get("times_s"),
@@ -984,15 +1036,46 @@ def _method_order(record: dict[str, Any]) -> tuple[int, str]:
     return order.get(record["method"], len(order)), record["method"]
 
 
-# Measured causes of missed targets, keyed by (model, batch or None for every batch, target):
-# targets are "trace time", "trace memory", "trace peers", "diagonal time", "diagonal loop".
-# Filled from profiles of the runs in RESULTS.md; a miss without an entry says so.
-MISS_CAUSES: dict[tuple[str, int | None, str], str] = {}
+# Measured causes of missed targets, keyed by (model or "*" for every model, batch or None for
+# every batch, target); targets are "trace time", "trace memory", "trace peers", "diagonal
+# time", "diagonal loop". Measured on the 2-core machine of RESULTS.md with the ``hooks``
+# backend of 2026-11-29 (profiles with torch.profiler, kernels timed alone at batch 32); a
+# miss without an entry says that its cause has not been analysed.
+_GROUPED_KERNEL = (
+    "measured cause: the diagonal needs every sample's convolution weight gradient (squares "
+    "do not factor as norms do), and `hooks` forms them with one grouped weight-gradient "
+    "kernel per 32-sample chunk (the batch folded into the groups). At batch 32 on this CPU "
+    "that kernel costs about what the batch weight gradient costs in early layers (64 "
+    "channels at 64x64: 78 against 86 ms), but 2.6x it for 256 channels at 16x16, 7x for 512 "
+    "at 8x8, 23x for 512 at 4x4 and 80x for mcnn's 128-to-256 5x5 convolution with a 1x1 "
+    "output, and squaring the per-sample gradients adds ~110 ms per 512x512x3x3 layer and "
+    "chunk: the deep layers with many channels and few output positions dominate"
+)
+MISS_CAUSES: dict[tuple[str, int | None, str], str] = {
+    ("*", None, "diagonal time"): _GROUPED_KERNEL,
+    ("*", None, "diagonal loop"): (
+        "measured cause: the grouped per-sample weight-gradient kernel of the line above; the "
+        "per-sample loop's batch-1 weight gradients use the ordinary kernel, which is faster "
+        "on the deep layers with few output positions"
+    ),
+    ("*", None, "trace memory"): (
+        "measured cause: `hooks` holds the output gradient of every hooked layer "
+        "(convolutions and BatchNorms) until the backward ends, because one `autograd.grad` "
+        "returns them together, where the floor frees each once the backward has passed it: "
+        "8.45 MiB per sample for vgg16 (1081 MiB at batch 128, against the 918 MiB by which "
+        "hooks' RSS increase exceeds the floor's), 27.7 for ir152, 1.55 for resnet18, 0.48 for "
+        "mcnn; on top, the direct form of the deep convolutions holds one chunk's per-sample "
+        "weight gradients and their squares (32 x 2.4M values, 2 x 288 MiB, for a 512x512x3x3 "
+        "layer)"
+    ),
+}
 
 
 def _cause(model: str, batch: int, target: str) -> str:
-    cause = MISS_CAUSES.get((model, batch, target)) or MISS_CAUSES.get((model, None, target))
-    return cause or "cause not yet analysed"
+    for key in ((model, batch, target), (model, None, target), ("*", None, target)):
+        if key in MISS_CAUSES:
+            return MISS_CAUSES[key]
+    return "cause not yet analysed"
 
 
 def _target_lines(model: str, batch: int, group: dict[str, dict[str, Any]]) -> list[str]:
@@ -1107,7 +1190,8 @@ def render_report(records: list[dict[str, Any]], *, note: str = "") -> str:
         f"{_distinct(records, 'vmap_chunk_size')}",
         f"- guards: a case is killed after {_distinct(records, 'case_timeout_s')} s; methods "
         "that hold every per-sample gradient at once are skipped above "
-        f"{_distinct(records, 'max_per_sample_gb')} GiB of them",
+        f"{_distinct(records, 'max_per_sample_gb')} GiB of them; a worker's allocations are "
+        f"capped at {_distinct(records, 'memory_limit_gb')} GiB",
         f"- last result: {max(r['finished'] for r in records)}",
         _contention_line(records),
         "- inputs are fixed-seed random tensors (N(0, 1) pixels, uniform labels; seed "
@@ -1223,6 +1307,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         f"x 4 bytes exceeds GIB (default {MAX_PER_SAMPLE_GIB:g})",
     )
     parser.add_argument(
+        "--memory-limit-gb",
+        type=float,
+        default=None,
+        metavar="GIB",
+        help="cap each worker's data segment (RLIMIT_DATA) at GIB, so that a case running out "
+        "of memory fails on its own and is recorded (default on the CPU: "
+        f"{MEMORY_LIMIT_SHARE * 100:.0f}%% of this machine's memory; on CUDA, where device memory "
+        "runs out first and torch reports it, no cap; 0: no cap)",
+    )
+    parser.add_argument(
         "--wait-idle",
         type=float,
         default=0.0,
@@ -1259,8 +1353,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         args.methods = _names(METHODS, args.methods)
     except RegistryError as err:
         parser.error(str(err))
-    if torch.device(args.device).type == "cuda" and not torch.cuda.is_available():
+    on_cpu = torch.device(args.device).type == "cpu"
+    if not on_cpu and not torch.cuda.is_available():
         parser.error("--device cuda asked for, but torch sees no CUDA device; use --device cpu")
+    if args.memory_limit_gb is None and not args.worker:
+        args.memory_limit_gb = default_memory_limit_gib() if on_cpu else 0.0
     return args
 
 
@@ -1281,7 +1378,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"wrote {write_report(out, note=args.note)}")
         return 0
     results = out / "results"
-    guards = Guards(timeout_s=args.case_timeout, max_per_sample_gb=args.max_per_sample_gb)
+    guards = Guards(
+        timeout_s=args.case_timeout,
+        max_per_sample_gb=args.max_per_sample_gb,
+        memory_limit_gb=args.memory_limit_gb,
+    )
 
     def repeats_for(model: str) -> int:
         if args.quick:
