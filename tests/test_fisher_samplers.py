@@ -397,6 +397,26 @@ def test_conv_fuzzed(setup: tuple[nn.Module, tuple[int, ...]], batch: int, seed:
     b = _output_gradient(module, a, seed)
     grads = _check_all_quantities(module, a, b)
     _check_both_gram_branches(module, a, b, conv_samplers, grads)
+    _check_both_weight_grad_kernels(module, a, b, grads)
+
+
+def _check_both_weight_grad_kernels(
+    module: nn.Module, a: Tensor, b: Tensor, grads: dict[str, Tensor]
+) -> None:
+    """Every quantity with the grouped and the blocked kernel forced in turn, the blocked one
+    with blocks of a single output channel so that the block seams are crossed."""
+    for grouped in (True, False):
+        with (
+            mock.patch.object(conv_samplers, "grouped_kernel_is_fast", return_value=grouped),
+            mock.patch.object(conv_samplers, "BLOCK_ELEMENTS", 1),
+        ):
+            for quantity in QUANTITIES:
+                _check_quantity(module, a, b, quantity, grads)
+
+
+def test_weight_grad_kernel_choice_follows_the_measured_rule() -> None:
+    assert conv_samplers.grouped_kernel_is_fast(64 * 64, 64 * 9)  # early layer, large maps
+    assert not conv_samplers.grouped_kernel_is_fast(4 * 4, 512 * 9)  # late layer, 4x4 maps
 
 
 @FUZZ

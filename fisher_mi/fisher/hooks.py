@@ -1,12 +1,19 @@
 """The fast exact backend: one forward, one backward to the layer outputs, closed forms.
 
-Forward hooks keep each layer's input a and the autograd edge of its output; one
-``torch.autograd.grad`` of the summed per-sample loss to those edges gives every layer's
-output gradient b (in eval mode sample n's part depends on sample n alone), and a sampler per
-module type (``fisher_mi.fisher.samplers``) turns (a, b) into per-sample squared norms. The
-parameters' batch gradients are never formed: that step is *replaced*, not added to, which is
-why this costs about one ordinary backward pass. Output edges are taken when the output is
-produced, so a later in-place op (``ReLU(inplace=True)``) cannot change what they mean.
+Forward hooks keep each layer's input a and the autograd edge of its output. One backward of
+the summed per-sample loss then reaches every layer's output gradient b (in eval mode sample
+n's part depends on sample n alone), and a sampler per module type
+(``fisher_mi.fisher.samplers``) turns (a, b) into per-sample squared norms or the diagonal.
+The parameters' batch gradients are never formed: that step is *replaced*, not added to,
+which is why this costs about one ordinary backward pass.
+
+Memory stays at that of an ordinary backward too: each b is consumed by a pre-hook on its
+layer's autograd node the moment it exists, and the layer's input is dropped with it, so no
+more than one layer's b is alive at a time. Only the gradients at the "source" layers (those
+with no other profiled layer below them in the graph, usually just the first) are requested
+from ``torch.autograd.grad``; every other profiled node lies on the way to one and so runs.
+Output edges are taken when the output is produced, so a later in-place op
+(``ReLU(inplace=True)``) cannot change what they mean.
 
 Layers without a sampler (custom modules), or called more than once per forward, fall back
 to the ``vmap`` backend for just those layers, so every model works.
@@ -63,16 +70,29 @@ def _local_names(layer: LayerInfo) -> list[str]:
 
 Quantity = Callable[[nn.Module, Tensor, Tensor], dict[str, Tensor]]
 
+Consume = Callable[[LayerInfo, ParameterSampler, Tensor, Tensor], None]
+"""Called during the backward once per covered layer that the loss reaches, with the layer's
+input a and output gradient b."""
 
-@dataclass
-class HookedPass:
-    """One forward and one backward: for each layer a sampler covers, its sampler, input a and
-    output gradient b (b None when the layer's output does not reach the loss); the layers
-    left to the fallback."""
 
-    losses: Tensor
-    covered: dict[str, tuple[ParameterSampler, Tensor | None, Tensor | None]]
-    rest: list[LayerInfo]
+def _source_edges(edges: Sequence[GradientEdge]) -> list[bool]:
+    """For each edge, whether no other edge's node lies below its node in the autograd graph
+    (one memoised, iterative walk: deep graphs like IR-152's exceed Python's recursion)."""
+    targets = {edge.node for edge in edges}
+    below: dict[object, bool] = {}  # node -> some target node is strictly below it
+    for edge in edges:
+        stack = [(edge.node, False)]
+        while stack:
+            node, expanded = stack.pop()
+            if node in below:
+                continue
+            children = [child for child, _ in node.next_functions if child is not None]
+            if expanded:
+                below[node] = any(child in targets or below[child] for child in children)
+            else:
+                stack.append((node, True))
+                stack.extend((child, False) for child in children if child not in below)
+    return [not below[edge.node] for edge in edges]
 
 
 @register_backend("hooks")
@@ -86,53 +106,49 @@ class HooksBackend(FisherBackend):
     def squared_norms(
         self, model: nn.Module, layers: Sequence[LayerInfo], x: Tensor, y: Tensor
     ) -> BatchNorms:
-        hooked = self._pass(model, layers, x, y)
-        zeros = hooked.losses.new_zeros(hooked.losses.shape)
         columns: dict[str, Tensor] = {}
-        for layer in layers:
-            if layer.name in hooked.covered:
-                sampler, a, b = hooked.covered[layer.name]
-                wanted = _local_names(layer)
-                chunks = self._chunked(sampler.squared_norms, layer.module, a, b)
-                columns[layer.name] = (
-                    torch.cat([sum(c[k] for k in wanted) for c in chunks]) if chunks else zeros
-                )
-        if hooked.rest:
-            fallback = self._fallback().squared_norms(model, hooked.rest, x, y)
-            names = [layer.name for layer in hooked.rest]
+
+        def consume(layer: LayerInfo, sampler: ParameterSampler, a: Tensor, b: Tensor) -> None:
+            wanted = _local_names(layer)
+            chunks = self._chunked(sampler.squared_norms, layer.module, a, b)
+            columns[layer.name] = torch.cat([sum(c[k] for k in wanted) for c in chunks])
+
+        losses, rest = self._pass(model, layers, x, y, consume)
+        if rest:
+            fallback = self._fallback().squared_norms(model, rest, x, y)
+            names = [layer.name for layer in rest]
             columns.update(zip(names, fallback.squared_norms.T, strict=True))
-        norms = torch.stack([columns[layer.name] for layer in layers], dim=1)
-        return BatchNorms(hooked.losses, norms)
+        zeros = losses.new_zeros(losses.shape)  # covered, but no gradient reaches the layer
+        norms = torch.stack([columns.get(layer.name, zeros) for layer in layers], dim=1)
+        return BatchNorms(losses, norms)
 
     def diagonal(
         self, model: nn.Module, layers: Sequence[LayerInfo], x: Tensor, y: Tensor
     ) -> BatchDiagonal:
-        hooked = self._pass(model, layers, x, y)
         parameters = dict(model.named_parameters())
         squares: dict[str, Tensor] = {}
-        for layer in layers:
-            if layer.name in hooked.covered:
-                sampler, a, b = hooked.covered[layer.name]
-                chunks = self._chunked(sampler.diagonal, layer.module, a, b)
-                for local, name in zip(_local_names(layer), layer.param_names, strict=True):
-                    squares[name] = sum(
-                        (c[local] for c in chunks), torch.zeros_like(parameters[name])
-                    )
-        if hooked.rest:
-            squares.update(self._fallback().diagonal(model, hooked.rest, x, y).squares)
-        return BatchDiagonal(hooked.losses, squares)
+
+        def consume(layer: LayerInfo, sampler: ParameterSampler, a: Tensor, b: Tensor) -> None:
+            chunks = self._chunked(sampler.diagonal, layer.module, a, b)
+            for local, name in zip(_local_names(layer), layer.param_names, strict=True):
+                squares[name] = sum((c[local] for c in chunks), torch.zeros_like(parameters[name]))
+
+        losses, rest = self._pass(model, layers, x, y, consume)
+        if rest:
+            squares.update(self._fallback().diagonal(model, rest, x, y).squares)
+        for layer in layers:  # covered, but no gradient reaches the layer
+            for name in layer.param_names:
+                squares.setdefault(name, torch.zeros_like(parameters[name]))
+        return BatchDiagonal(losses, squares)
 
     def _fallback(self) -> VmapBackend:
         return VmapBackend(chunk_size=self.chunk_size)
 
     def _chunked(
-        self, quantity: Quantity, module: nn.Module, a: Tensor | None, b: Tensor | None
+        self, quantity: Quantity, module: nn.Module, a: Tensor, b: Tensor
     ) -> list[dict[str, Tensor]]:
         """``quantity(module, a, b)`` over chunks of ``chunk_size`` samples, which bounds the
-        transient memory of the closed forms (patches, Gram matrices); none when the layer's
-        output does not reach the loss (``b`` is None)."""
-        if a is None or b is None:
-            return []
+        transient memory of the closed forms (patches, Gram matrices)."""
         size = self.chunk_size
         return [
             quantity(module, a[start : start + size], b[start : start + size])
@@ -168,34 +184,69 @@ class HooksBackend(FisherBackend):
             self._sample_major[layer.name] = all(size == 1 for size in sizes[layer.module])
 
     def _pass(
-        self, model: nn.Module, layers: Sequence[LayerInfo], x: Tensor, y: Tensor
-    ) -> HookedPass:
+        self,
+        model: nn.Module,
+        layers: Sequence[LayerInfo],
+        x: Tensor,
+        y: Tensor,
+        consume: Consume,
+    ) -> tuple[Tensor, list[LayerInfo]]:
+        """One forward and one backward, ``consume`` called for each covered layer as its
+        output gradient appears; returns the per-sample losses and the layers left to the
+        fallback."""
         samplers = {layer.name: sampler_for(layer.module) for layer in layers}
         hooked = [layer for layer in layers if samplers[layer.name] is not None]
         self._probe_sample_major(model, hooked, x)
         with record_calls([layer.module for layer in hooked]) as calls:
             losses = per_sample_loss(logits_of(model(x)), y)
+        batch = x.shape[0]
         once = [
             layer
             for layer in hooked
             if self._sample_major[layer.name]
             and len(calls[layer.module]) == 1
             and calls[layer.module][0] is not None
-            and calls[layer.module][0].a.shape[0] == x.shape[0]
+            and calls[layer.module][0].a.shape[0] == batch
         ]
-        edges = [calls[layer.module][0].edge for layer in once]
-        grads = torch.autograd.grad(losses.sum(), edges, allow_unused=True) if edges else ()
-        covered = {
-            layer.name: (samplers[layer.name], calls[layer.module][0].a, b)
-            for layer, b in zip(once, grads, strict=True)
-            if b is None or b.shape[0] == x.shape[0]
+        covered = {layer.name for layer in once} | {  # never called: no gradient at all
+            layer.name
+            for layer in hooked
+            if not calls[layer.module] and self._sample_major[layer.name]
         }
-        covered.update(  # never called: no gradient at all
-            {
-                layer.name: (samplers[layer.name], None, None)
-                for layer in hooked
-                if not calls[layer.module] and self._sample_major[layer.name]
-            }
-        )
-        rest = [layer for layer in layers if layer.name not in covered]
-        return HookedPass(losses.detach(), covered, rest)
+
+        def receive(layer: LayerInfo, b: Tensor | None) -> None:
+            call = calls[layer.module].pop()  # the input is dropped with it
+            if b is not None and b.shape[0] != batch:  # not sample-major after all
+                covered.discard(layer.name)
+            elif b is not None:
+                consume(layer, samplers[layer.name], call.a, b)
+
+        edges = [calls[layer.module][0].edge for layer in once]
+        is_source = _source_edges(edges)
+        by_node: dict[object, list[tuple[int, LayerInfo]]] = {}
+        for layer, edge, source in zip(once, edges, is_source, strict=True):
+            if not source:
+                by_node.setdefault(edge.node, []).append((edge.output_nr, layer))
+
+        def pre_hook(entries: list[tuple[int, LayerInfo]]) -> Callable:
+            def hook(grad_outputs: tuple[Tensor | None, ...]) -> None:
+                for output_nr, layer in entries:
+                    receive(layer, grad_outputs[output_nr])
+
+            return hook
+
+        sources = [layer for layer, source in zip(once, is_source, strict=True) if source]
+        source_edges = [edge for edge, source in zip(edges, is_source, strict=True) if source]
+        handles = [node.register_prehook(pre_hook(entries)) for node, entries in by_node.items()]
+        try:
+            grads = (
+                torch.autograd.grad(losses.sum(), source_edges, allow_unused=True)
+                if source_edges
+                else ()
+            )
+        finally:
+            for handle in handles:
+                handle.remove()
+        for layer, b in zip(sources, grads, strict=True):
+            receive(layer, b)
+        return losses.detach(), [layer for layer in layers if layer.name not in covered]
