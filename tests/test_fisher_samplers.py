@@ -404,14 +404,22 @@ def _check_both_weight_grad_kernels(
     module: nn.Module, a: Tensor, b: Tensor, grads: dict[str, Tensor]
 ) -> None:
     """Every quantity with the grouped and the blocked kernel forced in turn, the blocked one
-    with blocks of a single output channel so that the block seams are crossed."""
+    with blocks of one sample or one output channel so that the block seams are crossed, and
+    the diagonal by the expanded square with blocks of one sample."""
     for grouped in (True, False):
         with (
             mock.patch.object(conv_samplers, "grouped_kernel_is_fast", return_value=grouped),
             mock.patch.object(conv_samplers, "BLOCK_ELEMENTS", 1),
+            mock.patch.object(conv_samplers, "GROUPED_ELEMENTS", 1),
+            mock.patch.object(conv_samplers, "GRAM_DIAGONAL_POSITIONS", 0),
         ):
             for quantity in QUANTITIES:
                 _check_quantity(module, a, b, quantity, grads)
+    with (
+        mock.patch.object(conv_samplers, "BLOCK_ELEMENTS", 1),
+        mock.patch.object(conv_samplers, "GRAM_DIAGONAL_POSITIONS", 10**9),
+    ):
+        _check_quantity(module, a, b, "diagonal", grads)
 
 
 def test_weight_grad_kernel_choice_follows_the_measured_rule() -> None:

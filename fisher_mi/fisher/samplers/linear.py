@@ -18,7 +18,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from fisher_mi.fisher.samplers.base import ParameterSampler, register_sampler
+from fisher_mi.fisher.samplers.base import ParameterSampler, register_sampler, sum_of_squares
 
 
 def _as_sequences(module: nn.Linear, a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
@@ -54,7 +54,7 @@ class LinearSampler(ParameterSampler):
                 (1, 2)
             )
         else:
-            weight = torch.bmm(b3.transpose(1, 2), a3).pow(2).sum((1, 2))
+            weight = sum_of_squares(torch.bmm(b3.transpose(1, 2), a3), dim=(1, 2))
         norms = {"weight": weight}
         if module.bias is not None:
             norms["bias"] = b3.sum(1).pow(2).sum(1)
