@@ -411,20 +411,40 @@ def _check_both_weight_grad_kernels(
             mock.patch.object(conv_samplers, "grouped_kernel_is_fast", return_value=grouped),
             mock.patch.object(conv_samplers, "BLOCK_ELEMENTS", 1),
             mock.patch.object(conv_samplers, "GROUPED_ELEMENTS", 1),
-            mock.patch.object(conv_samplers, "GRAM_DIAGONAL_POSITIONS", 0),
+            mock.patch.object(conv_samplers, "uses_expanded_square", return_value=False),
         ):
             for quantity in QUANTITIES:
                 _check_quantity(module, a, b, quantity, grads)
     with (
         mock.patch.object(conv_samplers, "BLOCK_ELEMENTS", 1),
-        mock.patch.object(conv_samplers, "GRAM_DIAGONAL_POSITIONS", 10**9),
+        mock.patch.object(conv_samplers, "uses_expanded_square", return_value=True),
     ):
         _check_quantity(module, a, b, "diagonal", grads)
+
+
+def test_expanded_square_error_stays_within_its_stated_bound_under_cancellation() -> None:
+    """Inputs constant over positions and output gradients summing to zero over them make
+    every G_n exactly zero: the expanded square then returns pure rounding, which must stay
+    below eps (sum_l |B_nol A_nil|)^2 summed over samples (the bound conv.py states)."""
+    module = _prepared(nn.Conv2d(130, 512, 1, bias=False))
+    generator = torch.Generator().manual_seed(5)
+    a = torch.randn(4, 130, 1, 1, generator=generator, dtype=DTYPE).expand(4, 130, 2, 2)
+    b = torch.randn(4, 512, 2, 2, generator=generator, dtype=DTYPE)
+    b = b - b.mean((2, 3), keepdim=True)
+    assert conv_samplers.uses_expanded_square(4, 130, 512)
+    got = sampler_for(module).diagonal(module, a, b)["weight"].reshape(512, 130)
+    magnitude = torch.einsum("nol,nil->noi", b.abs().flatten(2), a.abs().flatten(2))
+    bound = torch.finfo(DTYPE).eps * magnitude.square().sum(0)
+    assert bool((got.abs() <= 8 * bound).all())
+    assert float(got.abs().max()) > 0  # rounding did show: the check is not vacuous
 
 
 def test_weight_grad_kernel_choice_follows_the_measured_rule() -> None:
     assert conv_samplers.grouped_kernel_is_fast(64 * 64, 64 * 9)  # early layer, large maps
     assert not conv_samplers.grouped_kernel_is_fast(4 * 4, 512 * 9)  # late layer, 4x4 maps
+    assert conv_samplers.uses_expanded_square(2 * 2, 512 * 9, 512)  # ResNet-18's last stage
+    assert not conv_samplers.uses_expanded_square(2 * 2, 3, 1)  # small: exact route is cheap
+    assert not conv_samplers.uses_expanded_square(4 * 4, 512 * 9, 512)
 
 
 @FUZZ
