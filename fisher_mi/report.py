@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -13,6 +15,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
+from matplotlib.axes import Axes
 
 from fisher_mi.io import atomic_path
 
@@ -23,6 +26,38 @@ VALUE_LABELS = {
     "fisher_per_param": "Fisher information per parameter",
     "fisher_trace": "Fisher information (trace of layer block)",
 }
+
+
+@contextlib.contextmanager
+def _layer_figure(
+    rows: pd.DataFrame, order: Sequence[str], value: str, path: str | os.PathLike[str]
+) -> Iterator[Axes]:
+    """One line per split over the layers in ``order`` (log scale where values are positive),
+    axes labelled; the caller adds to the axes, then the figure is saved atomically as PNG."""
+    width = min(max(6.0, 0.35 * len(order) + 2.0), 24.0)
+    fig, ax = plt.subplots(figsize=(width, 4.2))
+    try:
+        sns.lineplot(
+            data=rows,
+            x=pd.Categorical(rows["layer"], categories=order, ordered=True).codes,
+            y=value,
+            hue="split",
+            marker="o",
+            ax=ax,
+        )
+        if (rows[value] > 0).any():
+            ax.set_yscale("log", nonpositive="mask")
+        ax.set_xticks(range(len(order)))
+        ax.set_xticklabels(order, rotation=60, ha="right", fontsize=8)
+        ax.set_xlabel("layer (input → output)")
+        ax.set_ylabel(VALUE_LABELS.get(value, value))
+        ax.grid(True, which="major", alpha=0.3)
+        yield ax
+        fig.tight_layout()
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=120)
+    finally:
+        plt.close(fig)
 
 
 def plot_fisher_profile(
@@ -38,30 +73,9 @@ def plot_fisher_profile(
     reconstructions of an attack), showing in which layers the private data stand out.
     """
     order = table.sort_values("depth").drop_duplicates("layer")["layer"].tolist()
-    width = min(max(6.0, 0.35 * len(order) + 2.0), 24.0)
-    fig, ax = plt.subplots(figsize=(width, 4.2))
-    try:
-        sns.lineplot(
-            data=table,
-            x=pd.Categorical(table["layer"], categories=order, ordered=True).codes,
-            y=value,
-            hue="split",
-            marker="o",
-            ax=ax,
-        )
-        ax.set_yscale("log", nonpositive="mask")
-        ax.set_xticks(range(len(order)))
-        ax.set_xticklabels(order, rotation=60, ha="right", fontsize=8)
-        ax.set_xlabel("layer (input → output)")
-        ax.set_ylabel(VALUE_LABELS.get(value, value))
+    with _layer_figure(table, order, value, path) as ax:
         if title:
             ax.set_title(title)
-        ax.grid(True, which="major", alpha=0.3)
-        fig.tight_layout()
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png", dpi=120)
-    finally:
-        plt.close(fig)
     return Path(path)
 
 
@@ -81,37 +95,15 @@ def plot_freeze_plan(
     """
     order = list(plan.layers)
     rows = table[table["layer"].isin(order)].reset_index(drop=True)
-    width = min(max(6.0, 0.35 * len(order) + 2.0), 24.0)
-    fig, ax = plt.subplots(figsize=(width, 4.2))
-    try:
-        sns.lineplot(
-            data=rows,
-            x=pd.Categorical(rows["layer"], categories=order, ordered=True).codes,
-            y=value,
-            hue="split",
-            marker="o",
-            ax=ax,
-        )
+    with _layer_figure(rows, order, value, path) as ax:
         if plan.cutoff > 0:
             ax.axvspan(-0.5, plan.cutoff - 0.5, color="0.88", zorder=0, label="frozen")
         ax.axvline(plan.cutoff - 0.5, color="0.2", linestyle="--", label=f"cutoff {plan.cutoff}")
-        if (rows[value] > 0).any():
-            ax.set_yscale("log", nonpositive="mask")
         ax.set_xlim(-0.5, len(order) - 0.5)
-        ax.set_xticks(range(len(order)))
-        ax.set_xticklabels(order, rotation=60, ha="right", fontsize=8)
-        ax.set_xlabel("layer (input → output)")
-        ax.set_ylabel(VALUE_LABELS.get(value, value))
         ax.set_title(
             title
             or f"freeze plan: rule {plan.rule}, {len(plan.frozen)} frozen, "
             f"{len(plan.trained)} trained"
         )
         ax.legend(fontsize=8)
-        ax.grid(True, which="major", alpha=0.3)
-        fig.tight_layout()
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png", dpi=120)
-    finally:
-        plt.close(fig)
     return Path(path)

@@ -112,7 +112,7 @@ def profile(
     profiles a disjoint shard of a Dataset and the sums are all-reduced, so every rank
     returns the table of the whole dataset (a DataLoader is used as given: shard it yourself).
     """
-    layers, totals, engine = _run(model, data, quantity="trace", **_options(locals()))
+    layers, totals, engine = _run(model, data, "trace", _Options.of(locals()))
     return fisher_table(layers, totals, split=split, fisher=fisher, backend=engine.name)
 
 
@@ -139,59 +139,67 @@ def fisher_diagonal(
     sum of a layer's diagonal); returns float64 CPU tensors keyed by qualified parameter name,
     shaped like the parameters, e.g. for heatmaps of where in a layer the information sits.
     """
-    _, totals, _ = _run(model, data, quantity="diagonal", **_options(locals()))
+    _, totals, _ = _run(model, data, "diagonal", _Options.of(locals()))
     assert totals.squares is not None
     return {name: value / totals.count for name, value in totals.squares.items()}
 
 
-def _options(arguments: dict) -> dict:
-    """The keyword options of ``profile``/``fisher_diagonal`` (their locals minus the inputs)."""
-    return {key: value for key, value in arguments.items() if key not in ("model", "data")}
+@dataclass(frozen=True)
+class _Options:
+    """The keyword options of ``profile`` and ``fisher_diagonal`` (documented on ``profile``,
+    whose defaults they are), validated once, on construction."""
+
+    split: str
+    fisher: str
+    backend: str
+    batch_size: int
+    max_samples: int | None
+    device: str | torch.device | None
+    mc_samples: int
+    seed: int
+    chunk_size: int
+    num_workers: int
+    trainable_only: bool
+    progress: bool
+
+    @classmethod
+    def of(cls, arguments: dict) -> _Options:
+        """From the public function's ``locals()`` (its inputs left out)."""
+        return cls(
+            **{key: value for key, value in arguments.items() if key not in ("model", "data")}
+        )
+
+    def __post_init__(self) -> None:
+        if self.fisher not in FISHER_KINDS:
+            raise ConfigError(f"unknown fisher {self.fisher!r}; known: {', '.join(FISHER_KINDS)}")
+        for name in ("batch_size", "max_samples", "mc_samples"):
+            check_at_least_one(name, getattr(self, name))
+        if self.num_workers < 0:
+            raise ConfigError(
+                f"num_workers must be 0 (load in this process) or more, got {self.num_workers}"
+            )
 
 
 def _run(
-    model: nn.Module,
-    data: Dataset | DataLoader | Iterable,
-    *,
-    quantity: str,
-    split: str,
-    fisher: str,
-    backend: str,
-    batch_size: int,
-    max_samples: int | None,
-    device: str | torch.device | None,
-    mc_samples: int,
-    seed: int,
-    chunk_size: int,
-    num_workers: int,
-    trainable_only: bool,
-    progress: bool,
+    model: nn.Module, data: Dataset | DataLoader | Iterable, quantity: str, options: _Options
 ) -> tuple[list[LayerInfo], FisherSums, FisherBackend]:
-    """Validate the options, stream the data through a backend, return the reduced sums."""
-    if fisher not in FISHER_KINDS:
-        raise ConfigError(f"unknown fisher {fisher!r}; known: {', '.join(FISHER_KINDS)}")
-    for name, value in (
-        ("batch_size", batch_size),
-        ("max_samples", max_samples),
-        ("mc_samples", mc_samples),
-    ):
-        check_at_least_one(name, value)
-    if num_workers < 0:
-        raise ConfigError(
-            f"num_workers must be 0 (load in this process) or more, got {num_workers}"
-        )
-    layers = _select_layers(model, trainable_only=trainable_only)
-    engine = make_backend(backend, chunk_size=chunk_size)
+    """Stream the data through a backend, return the layers, the reduced sums, the backend."""
+    layers = _select_layers(model, trainable_only=options.trainable_only)
+    engine = make_backend(options.backend, chunk_size=options.chunk_size)
     batches, n_batches = _batches(
-        data, batch_size=batch_size, max_samples=max_samples, seed=seed, num_workers=num_workers
+        data,
+        batch_size=options.batch_size,
+        max_samples=options.max_samples,
+        seed=options.seed,
+        num_workers=options.num_workers,
     )
     bar = tqdm(
         total=n_batches,
-        desc=f"fisher[{split}]",
+        desc=f"fisher[{options.split}]",
         unit="batch",
-        disable=None if progress and is_main_process() else True,
+        disable=None if options.progress and is_main_process() else True,
     )
-    with _profiling_state(model, layers, device) as target:
+    with _profiling_state(model, layers, options.device) as target:
         totals = accumulate(
             model,
             layers,
@@ -199,11 +207,11 @@ def _run(
             engine,
             quantity=quantity,
             device=target,
-            split=split,
-            fisher=fisher,
-            mc_samples=mc_samples,
-            max_samples=max_samples,
-            seed=seed,
+            split=options.split,
+            fisher=options.fisher,
+            mc_samples=options.mc_samples,
+            max_samples=options.max_samples,
+            seed=options.seed,
             progress=bar,
         )
     return layers, totals, engine
