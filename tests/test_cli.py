@@ -30,6 +30,8 @@ from fisher_mi.errors import CheckpointError
 from fisher_mi.io import read_table
 from fisher_mi.models import build_model, load_model, named_layers, save_model
 
+# The public table contract written out, not imported: a check against the package's own
+# COLUMNS could not fail when the contract changes.
 COLUMNS = [
     "layer",
     "depth",

@@ -129,6 +129,11 @@ def grouped_kernel_is_fast(positions: int, fan_in: int) -> bool:
     return fan_in <= 64 * positions
 
 
+def _grads_shape(module: Conv) -> tuple[int, int, int]:
+    """The weight seen as (groups, C_out/groups, C_in/groups * kernel)."""
+    return module.groups, module.out_channels // module.groups, module.weight[0].numel()
+
+
 @dataclass(frozen=True)
 class WeightGradBlock:
     """Per-sample weight gradients of some samples and some output channels of each group:
@@ -143,15 +148,13 @@ class WeightGradBlock:
 def weight_grad_blocks(module: Conv, a: Tensor, b: Tensor) -> Iterator[WeightGradBlock]:
     """Every sample's weight gradient, block by block, by the kernel the shapes call for
     (module docstring)."""
-    groups = module.groups
-    fan_out = module.out_channels // groups
-    fan_in = module.weight[0].numel()
+    groups, fan_out, fan_in = _grads_shape(module)
     positions = math.prod(b.shape[2:])
     batch = a.shape[0]
-    every_row = slice(0, fan_out)
     if batch == 0:
         return
     if grouped_kernel_is_fast(positions, fan_in):
+        every_row = slice(0, fan_out)
         step = max(1, GROUPED_ELEMENTS // module.weight.numel())
         for start in range(0, batch, step):
             samples = slice(start, min(start + step, batch))
@@ -178,11 +181,6 @@ def gram_is_cheaper(positions: int, fan_in: int, fan_out: int) -> bool:
 
 def _bias(module: Conv, b: Tensor) -> dict[str, Tensor]:
     return {} if module.bias is None else {"bias": b.flatten(2).sum(2)}
-
-
-def _grads_shape(module: Conv) -> tuple[int, int, int]:
-    """The weight seen as (groups, C_out/groups, C_in/groups * kernel)."""
-    return module.groups, module.out_channels // module.groups, module.weight[0].numel()
 
 
 def _expanded_square_diagonal(module: Conv, a: Tensor, b: Tensor) -> Tensor:
@@ -230,11 +228,12 @@ class ConvSampler(ParameterSampler):
         return norms
 
     def diagonal(self, module: Conv, a: Tensor, b: Tensor) -> dict[str, Tensor]:
-        _, fan_out, fan_in = _grads_shape(module)
+        shape = _grads_shape(module)
+        _, fan_out, fan_in = shape
         if uses_expanded_square(math.prod(b.shape[2:]), fan_in, fan_out):
             weight = _expanded_square_diagonal(module, a, b)
         else:
-            weight = b.new_zeros(_grads_shape(module))
+            weight = b.new_zeros(shape)
             for block in weight_grad_blocks(module, a, b):
                 weight[:, block.rows] += block.grads.square_().sum(0)
         diagonal = {"weight": weight.reshape(module.weight.shape)}
