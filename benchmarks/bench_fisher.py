@@ -61,9 +61,9 @@ from torch import Tensor, nn
 import fisher_mi
 from fisher_mi.errors import RegistryError
 from fisher_mi.fisher import make_backend
-from fisher_mi.fisher.targets import logits_of
 from fisher_mi.io import write_json, write_text
 from fisher_mi.models import build_model, named_layers
+from fisher_mi.models.outputs import logits_of
 from fisher_mi.registry import Registry
 
 BENCH_DIR = Path(__file__).resolve().parent

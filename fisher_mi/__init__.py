@@ -1,8 +1,7 @@
 """fisher_mi: which layers of a classifier hold its private training data, measured by
 per-layer Fisher information, and the transfer-learning defense (TL-DMI) built on it."""
 
-__version__ = "0.1.0"
-
+from fisher_mi._version import __version__
 from fisher_mi.data import load_dataset
 from fisher_mi.errors import FisherMIError
 from fisher_mi.fisher import fisher_diagonal, profile

@@ -21,20 +21,25 @@ from fisher_mi.data import DATASETS, load_dataset
 from fisher_mi.distributed import init_from_environment, is_main_process, world_size
 from fisher_mi.errors import ConfigError, DataError, FisherMIError
 from fisher_mi.evaluate import accuracy
-from fisher_mi.fisher import BACKENDS, FISHER_KINDS
+from fisher_mi.fisher import BACKENDS, FISHER_KINDS, profile_splits, summary
 from fisher_mi.io import read_table
 from fisher_mi.models import ARCHITECTURES, arch_of, build_model, load_model, save_model
-from fisher_mi.plan import BN_STATS, RULES, FreezePlan, parse_params, plan_freeze
-from fisher_mi.profiling import profile_splits, summary, write_profile
-from fisher_mi.report import plot_freeze_plan
+from fisher_mi.plan import (
+    BN_STATS,
+    RULES,
+    FreezePlan,
+    parse_params,
+    plan_by_rule,
+    plan_freeze,
+    prefix_plan,
+)
+from fisher_mi.report import plot_freeze_plan, write_profile
 from fisher_mi.training import (
     CHECKPOINT,
     OPTIMIZERS,
     SCHEDULES,
     TrainConfig,
     load_init,
-    plan_by_rule,
-    prefix_plan,
     pretrain_public,
     train,
 )

@@ -7,7 +7,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from fisher_mi.errors import DataError
-from fisher_mi.fisher.targets import logits_of
+from fisher_mi.models.outputs import logits_of
 
 
 @torch.no_grad()

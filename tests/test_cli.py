@@ -177,7 +177,7 @@ def test_profile_json_records_each_split(profiled: Run) -> None:
 
 
 def test_profile_json_names_the_backend_the_table_used(profiled: Run) -> None:
-    # Fixed bug: fisher_mi/profiling.py write_profile records the backend *option* ("auto") in
+    # Fixed bug: fisher_mi/report/profile.py write_profile records the backend *option* ("auto") in
     # fisher.json while fisher.csv of the same run says which backend actually ran (e.g.
     # "hooks"), so the record does not say how the numbers were computed ("auto" may resolve
     # differently in another version or on another model). Record the resolved backend, as

@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from fisher_mi.fisher import BACKENDS, fisher_diagonal, profile
-from fisher_mi.fisher.targets import logits_of
 from fisher_mi.models import named_layers
+from fisher_mi.models.outputs import logits_of
 from tests.cases import CASES, Case
 
 BACKENDS_WITH_LOOP = [name for name, _ in BACKENDS.items()]

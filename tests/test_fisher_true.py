@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from fisher_mi.fisher import profile
-from fisher_mi.fisher.targets import logits_of
 from fisher_mi.models import named_layers
+from fisher_mi.models.outputs import logits_of
 from tests.cases import CASES
 
 MLP = CASES[0]

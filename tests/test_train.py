@@ -28,12 +28,11 @@ from fisher_mi.data import load_dataset
 from fisher_mi.errors import ArchitectureMismatchError, ConfigError, NonFiniteError
 from fisher_mi.io import load_checkpoint, read_table
 from fisher_mi.models import build_model, load_model
-from fisher_mi.plan import FreezePlan
+from fisher_mi.plan import FreezePlan, prefix_plan
 from fisher_mi.training import (
     COLUMNS,
     TrainConfig,
     load_init,
-    prefix_plan,
     split_validation,
     train,
     with_new_head,

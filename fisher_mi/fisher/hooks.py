@@ -31,9 +31,10 @@ from torch.autograd.graph import GradientEdge, get_gradient_edge
 
 from fisher_mi.fisher.backends import BatchDiagonal, BatchNorms, FisherBackend, register_backend
 from fisher_mi.fisher.samplers import ParameterSampler, sampler_for
-from fisher_mi.fisher.targets import logits_of, per_sample_loss
+from fisher_mi.fisher.targets import per_sample_loss
 from fisher_mi.fisher.vmap import VmapBackend
 from fisher_mi.models.layers import LayerInfo
+from fisher_mi.models.outputs import logits_of
 
 
 @dataclass

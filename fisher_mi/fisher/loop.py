@@ -13,8 +13,9 @@ import torch
 from torch import Tensor, nn
 
 from fisher_mi.fisher.backends import BatchDiagonal, BatchNorms, FisherBackend, register_backend
-from fisher_mi.fisher.targets import logits_of, per_sample_loss
+from fisher_mi.fisher.targets import per_sample_loss
 from fisher_mi.models.layers import LayerInfo
+from fisher_mi.models.outputs import logits_of
 
 
 @register_backend("loop")

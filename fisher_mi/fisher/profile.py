@@ -39,8 +39,9 @@ from fisher_mi.fisher.guards import (
     check_has_layers,
     check_labels,
 )
-from fisher_mi.fisher.targets import logits_of, sample_labels
+from fisher_mi.fisher.targets import sample_labels
 from fisher_mi.models.layers import LayerInfo, named_layers
+from fisher_mi.models.outputs import logits_of
 
 FISHER_KINDS = ("empirical", "true")
 COLUMNS = [

@@ -14,8 +14,9 @@ from torch import Tensor, nn
 from torch.func import functional_call, grad_and_value, vmap
 
 from fisher_mi.fisher.backends import BatchDiagonal, BatchNorms, FisherBackend, register_backend
-from fisher_mi.fisher.targets import logits_of, per_sample_loss
+from fisher_mi.fisher.targets import per_sample_loss
 from fisher_mi.models.layers import LayerInfo
+from fisher_mi.models.outputs import logits_of
 
 
 def _slots(model: nn.Module, kind: str) -> list[tuple[str, Tensor]]:

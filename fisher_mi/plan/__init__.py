@@ -3,11 +3,13 @@ Fisher table, and applied to a model verifiably.
 
 Modules, one job each: ``table`` (validating and reading the Fisher table), ``rules`` (the
 cutoff-rule registry), ``freeze_plan`` (the ``FreezePlan`` record and its JSON),
-``planner`` (``plan_freeze``), ``apply`` (``apply_plan`` and frozen BatchNorm statistics).
+``planner`` (``plan_freeze``), ``from_model`` (prefix plans and plans from a fresh
+profile), ``apply`` (``apply_plan`` and frozen BatchNorm statistics).
 """
 
 from fisher_mi.plan.apply import apply_plan, frozen_norm_modules
 from fisher_mi.plan.freeze_plan import BN_STATS, FreezePlan
+from fisher_mi.plan.from_model import layer_table, plan_by_rule, prefix_plan
 from fisher_mi.plan.planner import parse_params, plan_freeze
 from fisher_mi.plan.rules import DEFAULT_RULE, RULES, RuleResult, layer_norms
 
@@ -20,6 +22,9 @@ __all__ = [
     "apply_plan",
     "frozen_norm_modules",
     "layer_norms",
+    "layer_table",
     "parse_params",
+    "plan_by_rule",
     "plan_freeze",
+    "prefix_plan",
 ]

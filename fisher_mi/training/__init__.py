@@ -5,7 +5,7 @@ Train from scratch (the baseline), pre-train on labelled public data and swap in
 under a freeze plan (``train(..., plan=...)``), with checkpoints, resume, and ``torchrun``.
 
 Modules, one job each: ``config`` (``TrainConfig``, optimiser, schedule), ``split`` (the
-validation hold-out), ``plans`` (prefix and rule-made plans), ``init`` (``load_init``),
+validation hold-out), ``init`` (``load_init``),
 ``epoch`` (one epoch and the accuracies), ``state`` (checkpoints and outputs), ``loop``
 (``train``), ``transfer`` (head swap and public pre-training).
 """
@@ -13,7 +13,6 @@ validation hold-out), ``plans`` (prefix and rule-made plans), ``init`` (``load_i
 from fisher_mi.training.config import OPTIMIZERS, SCHEDULES, TrainConfig
 from fisher_mi.training.init import load_init
 from fisher_mi.training.loop import TrainResult, train
-from fisher_mi.training.plans import plan_by_rule, prefix_plan
 from fisher_mi.training.split import split_validation
 from fisher_mi.training.state import CHECKPOINT, COLUMNS, HISTORY, MODEL, PLAN
 from fisher_mi.training.transfer import head_prefix, pretrain_public, with_new_head
@@ -30,8 +29,6 @@ __all__ = [
     "TrainResult",
     "head_prefix",
     "load_init",
-    "plan_by_rule",
-    "prefix_plan",
     "pretrain_public",
     "split_validation",
     "train",

@@ -27,7 +27,7 @@ from fisher_mi.distributed import (
     world_size,
 )
 from fisher_mi.errors import NonFiniteError
-from fisher_mi.fisher.targets import logits_of
+from fisher_mi.models.outputs import logits_of
 from fisher_mi.training.config import TrainConfig
 
 

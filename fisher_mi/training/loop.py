@@ -32,10 +32,9 @@ from tqdm.auto import tqdm
 from fisher_mi.distributed import is_distributed, is_main_process
 from fisher_mi.errors import ConfigError
 from fisher_mi.models.registry import arch_of
-from fisher_mi.plan import FreezePlan, apply_plan
+from fisher_mi.plan import FreezePlan, apply_plan, prefix_plan
 from fisher_mi.training.config import TrainConfig, make_optimizer, make_scheduler
 from fisher_mi.training.epoch import EpochRunner
-from fisher_mi.training.plans import prefix_plan
 from fisher_mi.training.split import split_validation
 from fisher_mi.training.state import OUTPUTS, Progress, Snapshot, cpu_state, start, write_epoch
 

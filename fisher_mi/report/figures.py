@@ -1,4 +1,9 @@
-"""Figures from fisher_mi's tables (matplotlib, no display needed)."""
+"""Figures from fisher_mi's tables.
+
+matplotlib and seaborn are imported when a figure is drawn, not when this module is: ``import
+fisher_mi`` stays light and never chooses a backend (notebooks keep inline figures). Figures
+are ``matplotlib.figure.Figure`` objects saved directly, so no pyplot state is touched.
+"""
 
 from __future__ import annotations
 
@@ -8,18 +13,13 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import matplotlib
-
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt
 import pandas as pd
-import seaborn as sns
-from matplotlib.axes import Axes
 
 from fisher_mi.io import atomic_path
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
     from fisher_mi.plan import FreezePlan
 
 VALUE_LABELS = {
@@ -34,30 +34,31 @@ def _layer_figure(
 ) -> Iterator[Axes]:
     """One line per split over the layers in ``order`` (log scale where values are positive),
     axes labelled; the caller adds to the axes, then the figure is saved atomically as PNG."""
+    import seaborn as sns
+    from matplotlib.figure import Figure
+
     width = min(max(6.0, 0.35 * len(order) + 2.0), 24.0)
-    fig, ax = plt.subplots(figsize=(width, 4.2))
-    try:
-        sns.lineplot(
-            data=rows,
-            x=pd.Categorical(rows["layer"], categories=order, ordered=True).codes,
-            y=value,
-            hue="split",
-            marker="o",
-            ax=ax,
-        )
-        if (rows[value] > 0).any():
-            ax.set_yscale("log", nonpositive="mask")
-        ax.set_xticks(range(len(order)))
-        ax.set_xticklabels(order, rotation=60, ha="right", fontsize=8)
-        ax.set_xlabel("layer (input → output)")
-        ax.set_ylabel(VALUE_LABELS.get(value, value))
-        ax.grid(True, which="major", alpha=0.3)
-        yield ax
-        fig.tight_layout()
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png", dpi=120)
-    finally:
-        plt.close(fig)
+    fig = Figure(figsize=(width, 4.2))
+    ax = fig.subplots()
+    sns.lineplot(
+        data=rows,
+        x=pd.Categorical(rows["layer"], categories=order, ordered=True).codes,
+        y=value,
+        hue="split",
+        marker="o",
+        ax=ax,
+    )
+    if (rows[value] > 0).any():
+        ax.set_yscale("log", nonpositive="mask")
+    ax.set_xticks(range(len(order)))
+    ax.set_xticklabels(order, rotation=60, ha="right", fontsize=8)
+    ax.set_xlabel("layer (input → output)")
+    ax.set_ylabel(VALUE_LABELS.get(value, value))
+    ax.grid(True, which="major", alpha=0.3)
+    yield ax
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
 
 
 def plot_fisher_profile(
