@@ -35,7 +35,7 @@ from fisher_mi.models import (
     named_layers,
     save_model,
 )
-from fisher_mi.models.registry import register_architecture
+from fisher_mi.models.registry import register_architecture, require_arch
 
 ARCHS = ARCHITECTURES.names()
 CLASSES = 7  # unlike every builder's default (5, 1000): must be read from the file
@@ -204,6 +204,21 @@ def test_built_model_remembers_its_spec(arch: str) -> None:
 
 def test_model_built_elsewhere_has_no_spec() -> None:
     assert arch_of(nn.Linear(2, 2)) is None
+
+
+def test_require_arch_returns_the_spec_of_a_built_model() -> None:
+    model = build_on_meta("mcnn", num_classes=CLASSES)
+    assert require_arch(model, "it cannot be saved") == ArchSpec("mcnn", {"num_classes": 7})
+
+
+def test_require_arch_refuses_a_model_built_elsewhere_saying_why() -> None:
+    with pytest.raises(ConfigError) as caught:
+        require_arch(nn.Linear(2, 2), "it cannot be rebuilt with a new head")
+    one_line(
+        caught.value,
+        "Linear was not built by fisher_mi, so it cannot be rebuilt with a new head;",
+        "fisher_mi.build_model",
+    )
 
 
 def test_unknown_architecture_lists_the_known_ones() -> None:

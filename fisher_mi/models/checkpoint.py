@@ -21,7 +21,13 @@ from torch import Tensor, nn
 
 from fisher_mi.errors import ArchitectureMismatchError, CheckpointError, ConfigError
 from fisher_mi.io import load_checkpoint, save_checkpoint
-from fisher_mi.models.registry import ARCHITECTURES, ArchEntry, arch_of, build_model
+from fisher_mi.models.registry import (
+    ARCHITECTURES,
+    ArchEntry,
+    arch_of,
+    build_model,
+    require_arch,
+)
 
 FORMAT = "fisher_mi/1"
 NESTING_KEYS = ("state_dict", "model_state_dict", "model", "net", "module")
@@ -39,12 +45,9 @@ def save_model(
     The model must come from ``build_model`` or ``load_model`` (it then knows its
     architecture); ``meta`` holds plain values (numbers, strings, lists, dicts).
     """
-    spec = arch_of(model)
-    if spec is None:
-        raise ConfigError(
-            f"{type(model).__name__} was not built by fisher_mi, so its architecture is unknown; "
-            "create it with fisher_mi.build_model(arch, ...) or save model.state_dict() directly"
-        )
+    spec = require_arch(
+        model, "its architecture is unknown (or save model.state_dict() with torch.save)"
+    )
     state = {key: value.detach().cpu() for key, value in model.state_dict().items()}
     meta = plain_values(meta or {})
     save_checkpoint(

@@ -89,3 +89,30 @@ def build_model(arch: str, **arch_kwargs: Any) -> nn.Module:
 def arch_of(model: nn.Module) -> ArchSpec | None:
     """The spec a model was built from, or None for a model built outside fisher_mi."""
     return getattr(model, ARCH_ATTRIBUTE, None)
+
+
+def require_arch(model: nn.Module, why: str) -> ArchSpec:
+    """The spec ``model`` was built from; refuse a model built outside fisher_mi.
+
+    Saving, rebuilding with a new head and checkpointing a run all need to build the model
+    again from its name and keyword arguments, which only ``build_model`` records. This is
+    the one guard for that, so every caller's message reads the same.
+
+    Args:
+        model: the model whose architecture is needed.
+        why: what cannot be done without it, completing "so ...", e.g.
+            ``"its architecture is unknown"``.
+
+    Returns:
+        The model's ``ArchSpec``.
+
+    Raises:
+        ConfigError: the model was not built by ``build_model`` or ``load_model``.
+    """
+    spec = arch_of(model)
+    if spec is None:
+        raise ConfigError(
+            f"{type(model).__name__} was not built by fisher_mi, so {why}; "
+            "create it with fisher_mi.build_model(arch, ...) or fisher_mi.load_model(path)"
+        )
+    return spec
