@@ -9,7 +9,6 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +35,7 @@ from fisher_mi.data import (
 from fisher_mi.data.locate import SHARED_DATA_ENV
 from fisher_mi.errors import ConfigError, DataError, RegistryError
 from fisher_mi.registry import Registry
+from tests.error_cases import ErrorCase, params
 
 BUNDLED = ["mnist", "digits"]
 BUNDLED_SPLITS = [
@@ -433,99 +433,82 @@ def test_shared_data_absent_is_none_with_a_reason(
 # ---------------------------------------------------------------------------- errors
 
 
-@dataclass(frozen=True)
-class ErrorCase:
-    """``load_dataset(spec, split, **options)`` must raise ``error`` saying every ``says``.
-
-    ``{root}`` in ``spec`` and ``says`` stands for the test's folder, prepared by ``build``.
-    """
-
-    spec: str
-    error: type[Exception] = DataError
-    says: tuple[str, ...] = ()
-    split: str = "private"
-    build: Callable[[Path], object] = lambda root: None
-    options: dict[str, Any] = field(default_factory=dict)
-
-
 def _split_layout(root: Path) -> None:
     make_tree(root / "private", ["alice"])
     make_tree(root / "public", ["bob"])
 
 
 ERROR_CASES = [
-    pytest.param(
-        ErrorCase("nope", RegistryError, ("'nope'", "mnist", "digits", "folder")),
-        id="unknown-name",
+    ErrorCase(
+        "unknown-name", ("nope", "private"), ("'nope'", "mnist", "digits", "folder"), RegistryError
     ),
-    pytest.param(ErrorCase("folder", says=("use folder:/path/to/data",)), id="folder-no-root"),
-    pytest.param(ErrorCase("folder:", says=("use folder:/path/to/data",)), id="folder-empty-root"),
-    pytest.param(ErrorCase("mnist:{root}", says=("'mnist' is bundled",)), id="bundled-with-root"),
-    pytest.param(
-        ErrorCase("digits", split="train", says=("'train'", "private, private-test, public")),
-        id="unknown-split",
+    ErrorCase("folder-no-root", ("folder", "private"), ("use folder:/path/to/data",), DataError),
+    ErrorCase(
+        "folder-empty-root", ("folder:", "private"), ("use folder:/path/to/data",), DataError
     ),
-    pytest.param(
-        ErrorCase("folder:{root}/nowhere", says=("{root}/nowhere", "does not exist")),
-        id="missing-root",
+    ErrorCase("bundled-with-root", ("mnist:{root}", "private"), ("'mnist' is bundled",), DataError),
+    ErrorCase(
+        "unknown-split",
+        ("digits", "train"),
+        ("'train'", "private, private-test, public"),
+        DataError,
     ),
-    pytest.param(
-        ErrorCase(
-            "folder:{root}/file.txt",
-            says=("{root}/file.txt", "not a folder"),
-            build=lambda root: (root / "file.txt").write_text("x"),
-        ),
-        id="root-is-a-file",
+    ErrorCase(
+        "missing-root",
+        ("folder:{root}/nowhere", "private"),
+        ("{root}/nowhere", "does not exist"),
+        DataError,
     ),
-    pytest.param(
-        ErrorCase("folder:{root}", says=("{root} holds no identity", "ROOT/<identity>/")),
-        id="empty-folder",
+    ErrorCase(
+        "root-is-a-file",
+        ("folder:{root}/file.txt", "private"),
+        ("{root}/file.txt", "not a folder"),
+        DataError,
+        build=lambda root: (root / "file.txt").write_text("x"),
     ),
-    pytest.param(
-        ErrorCase(
-            "folder:{root}",
-            says=("{root} holds no images", "ROOT/<identity>/"),
-            build=lambda root: make_tree(root, ["alice"], {"notes.txt": "text"}),
-        ),
-        id="no-images",
+    ErrorCase(
+        "empty-folder",
+        ("folder:{root}", "private"),
+        ("{root} holds no identity", "ROOT/<identity>/"),
+        DataError,
     ),
-    pytest.param(
-        ErrorCase(
-            "folder:{root}",
-            split="private-test",
-            says=("'private-test'", "present: private, public"),
-            build=_split_layout,
-        ),
-        id="split-folder-missing",
+    ErrorCase(
+        "no-images",
+        ("folder:{root}", "private"),
+        ("{root} holds no images", "ROOT/<identity>/"),
+        DataError,
+        build=lambda root: make_tree(root, ["alice"], {"notes.txt": "text"}),
     ),
-    pytest.param(
-        ErrorCase(
-            "folder:{root}",
-            says=("'07'", "'7'", "class 7"),
-            build=lambda root: make_tree(root, ["07", "7"]),
-        ),
-        id="two-folders-one-class",
+    ErrorCase(
+        "split-folder-missing",
+        ("folder:{root}", "private-test"),
+        ("'private-test'", "present: private, public"),
+        DataError,
+        build=_split_layout,
     ),
-    pytest.param(
-        ErrorCase("digits", ConfigError, ("image size 0",), options={"image_size": 0}),
-        id="bad-image-size",
+    ErrorCase(
+        "two-folders-one-class",
+        ("folder:{root}", "private"),
+        ("'07'", "'7'", "class 7"),
+        DataError,
+        build=lambda root: make_tree(root, ["07", "7"]),
     ),
-    pytest.param(
-        ErrorCase("digits", ConfigError, ("channels=2",), options={"channels": 2}),
-        id="bad-channels",
+    ErrorCase(
+        "bad-image-size",
+        ("digits", "private"),
+        ("image size 0",),
+        ConfigError,
+        options={"image_size": 0},
+    ),
+    ErrorCase(
+        "bad-channels", ("digits", "private"), ("channels=2",), ConfigError, options={"channels": 2}
     ),
 ]
 
 
-@pytest.mark.parametrize("case", ERROR_CASES)
+@pytest.mark.parametrize("case", params(ERROR_CASES))
 def test_load_dataset_errors(tmp_path: Path, case: ErrorCase) -> None:
-    case.build(tmp_path)
-    with pytest.raises(case.error) as caught:
-        load_dataset(case.spec.format(root=tmp_path), case.split, **case.options)
-    message = str(caught.value)
-    assert "\n" not in message
-    for text in case.says:
-        assert text.format(root=tmp_path) in message
+    case.assert_raised_by(load_dataset, tmp_path)
 
 
 def test_empty_split_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:

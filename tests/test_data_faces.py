@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import logging
 import shutil
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -33,6 +30,7 @@ from fisher_mi.data import (
 from fisher_mi.data.holdout import hold_out
 from fisher_mi.data.splitfile import read_split_file
 from fisher_mi.errors import ConfigError, DataError
+from tests.error_cases import ErrorCase, params
 
 BILINEAR = Image.Resampling.BILINEAR
 FACE_DATASETS = ["celeba", "ffhq", "facescrub", "att"]
@@ -549,21 +547,6 @@ def test_face_datasets_are_registered_with_a_description(name: str) -> None:
 # ---------------------------------------------------------------------------- errors
 
 
-@dataclass(frozen=True)
-class ErrorCase:
-    """``load_dataset(spec, split, **options)`` raises ``error`` with every ``says`` in it.
-
-    ``{root}`` in ``spec`` and ``says`` stands for the test's folder, prepared by ``build``.
-    """
-
-    spec: str
-    split: str = "private"
-    says: tuple[str, ...] = ()
-    build: Callable[[Path], object] = lambda root: None
-    error: type[Exception] = DataError
-    options: dict[str, Any] = field(default_factory=dict)
-
-
 def _celeba_missing_image(root: Path) -> None:
     make_celeba(root)
     (root / "img_align_celeba" / "000012.jpg").unlink()  # line 3 of trainset.txt
@@ -596,147 +579,126 @@ def _att_missing_image(root: Path) -> None:
 
 
 ERROR_CASES = [
-    pytest.param(
-        ErrorCase("celeba:{root}/nowhere", says=("{root}/nowhere", "does not exist")),
-        id="celeba-missing-root",
+    ErrorCase(
+        "celeba-missing-root",
+        ("celeba:{root}/nowhere", "private"),
+        ("{root}/nowhere", "does not exist"),
+        DataError,
     ),
-    pytest.param(
-        ErrorCase(
-            "celeba:{root}", says=("{root} holds no CelebA image folder", "img_align_celeba")
-        ),
-        id="celeba-no-image-folder",
+    ErrorCase(
+        "celeba-no-image-folder",
+        ("celeba:{root}", "private"),
+        ("{root} holds no CelebA image folder", "img_align_celeba"),
+        DataError,
     ),
-    pytest.param(
-        ErrorCase(
-            "celeba:{root}",
-            says=("neither split files", "{root}/meta", "identity_CelebA.txt", "{root}/Anno"),
-            build=_celeba_images_only,
-        ),
-        id="celeba-no-meta-no-identity-file",
+    ErrorCase(
+        "celeba-no-meta-no-identity-file",
+        ("celeba:{root}", "private"),
+        ("neither split files", "{root}/meta", "identity_CelebA.txt", "{root}/Anno"),
+        DataError,
+        build=_celeba_images_only,
     ),
-    pytest.param(
-        ErrorCase(
-            "celeba:{root}",
-            says=("{root}/meta/trainset.txt line 3", "'000012.jpg'", "{root}/img_align_celeba"),
-            build=_celeba_missing_image,
-        ),
-        id="celeba-split-file-names-missing-image",
+    ErrorCase(
+        "celeba-split-file-names-missing-image",
+        ("celeba:{root}", "private"),
+        ("{root}/meta/trainset.txt line 3", "'000012.jpg'", "{root}/img_align_celeba"),
+        DataError,
+        build=_celeba_missing_image,
     ),
-    pytest.param(
-        ErrorCase(
-            "celeba:{root}",
-            says=("{root}/meta/trainset.txt line 2", "integer label", "seven"),
-            build=_celeba_bad_label,
-        ),
-        id="celeba-malformed-line",
+    ErrorCase(
+        "celeba-malformed-line",
+        ("celeba:{root}", "private"),
+        ("{root}/meta/trainset.txt line 2", "integer label", "seven"),
+        DataError,
+        build=_celeba_bad_label,
     ),
-    pytest.param(
-        ErrorCase(
-            "celeba:{root}",
-            says=("split 'private'", "holds no images"),
-            build=_celeba_empty_trainset,
-        ),
-        id="celeba-empty-split",
+    ErrorCase(
+        "celeba-empty-split",
+        ("celeba:{root}", "private"),
+        ("split 'private'", "holds no images"),
+        DataError,
+        build=_celeba_empty_trainset,
     ),
-    pytest.param(
-        ErrorCase(
-            "celeba:{root}",
-            "public",
-            says=("{root}/meta/ganset.txt is missing",),
-            build=_celeba_only_trainset,
-        ),
-        id="celeba-missing-split-file",
+    ErrorCase(
+        "celeba-missing-split-file",
+        ("celeba:{root}", "public"),
+        ("{root}/meta/ganset.txt is missing",),
+        DataError,
+        build=_celeba_only_trainset,
     ),
-    pytest.param(
-        ErrorCase(
-            "celeba:{root}",
-            says=("private_identities", "split files"),
-            build=make_celeba,
-            error=ConfigError,
-            options={"private_identities": 5},
-        ),
-        id="celeba-identity-option-with-split-files",
+    ErrorCase(
+        "celeba-identity-option-with-split-files",
+        ("celeba:{root}", "private"),
+        ("private_identities", "split files"),
+        ConfigError,
+        build=make_celeba,
+        options={"private_identities": 5},
     ),
-    pytest.param(
-        ErrorCase(
-            "celeba:{root}",
-            says=("private_identities=0",),
-            build=_celeba_images_only,
-            error=ConfigError,
-            options={"private_identities": 0},
-        ),
-        id="celeba-bad-identity-count",
+    ErrorCase(
+        "celeba-bad-identity-count",
+        ("celeba:{root}", "private"),
+        ("private_identities=0",),
+        ConfigError,
+        build=_celeba_images_only,
+        options={"private_identities": 0},
     ),
-    pytest.param(
-        ErrorCase(
-            "ffhq:{root}",
-            says=("unknown split 'private'", "known: public", "no identities"),
-            build=lambda root: make_ffhq(root, "nested"),
-        ),
-        id="ffhq-unknown-split",
+    ErrorCase(
+        "ffhq-unknown-split",
+        ("ffhq:{root}", "private"),
+        ("unknown split 'private'", "known: public", "no identities"),
+        DataError,
+        build=lambda root: make_ffhq(root, "nested"),
     ),
-    pytest.param(
-        ErrorCase("ffhq:{root}", "public", says=("split 'public'", "holds no images")),
-        id="ffhq-empty",
+    ErrorCase(
+        "ffhq-empty", ("ffhq:{root}", "public"), ("split 'public'", "holds no images"), DataError
     ),
-    pytest.param(
-        ErrorCase(
-            "facescrub:{root}",
-            "public",
-            says=("no public split", "ffhq:ROOT", "celeba:ROOT"),
-            build=make_facescrub,
-        ),
-        id="facescrub-public",
+    ErrorCase(
+        "facescrub-public",
+        ("facescrub:{root}", "public"),
+        ("no public split", "ffhq:ROOT", "celeba:ROOT"),
+        DataError,
+        build=make_facescrub,
     ),
-    pytest.param(
-        ErrorCase(
-            "facescrub:{root}", says=("{root} holds no FaceScrub identity", "<Person_Name>/face")
-        ),
-        id="facescrub-no-identities",
+    ErrorCase(
+        "facescrub-no-identities",
+        ("facescrub:{root}", "private"),
+        ("{root} holds no FaceScrub identity", "<Person_Name>/face"),
+        DataError,
     ),
-    pytest.param(
-        ErrorCase(
-            "att:{root}",
-            says=("{root}/s1/3.pgm is missing", "s1 .. ROOT/s40"),
-            build=_att_missing_image,
-        ),
-        id="att-missing-image",
+    ErrorCase(
+        "att-missing-image",
+        ("att:{root}", "private"),
+        ("{root}/s1/3.pgm is missing", "s1 .. ROOT/s40"),
+        DataError,
+        build=_att_missing_image,
     ),
-    pytest.param(
-        ErrorCase(
-            "att:{root}", "public", says=("{root}/s21 is missing",), build=_att_missing_image
-        ),
-        id="att-missing-subject",
+    ErrorCase(
+        "att-missing-subject",
+        ("att:{root}", "public"),
+        ("{root}/s21 is missing",),
+        DataError,
+        build=_att_missing_image,
     ),
-    pytest.param(
-        ErrorCase(
-            "att:{root}/file.txt",
-            says=("{root}/file.txt is not a folder",),
-            build=lambda root: (root / "file.txt").write_text("x"),
-        ),
-        id="att-root-is-a-file",
+    ErrorCase(
+        "att-root-is-a-file",
+        ("att:{root}/file.txt", "private"),
+        ("{root}/file.txt is not a folder",),
+        DataError,
+        build=lambda root: (root / "file.txt").write_text("x"),
     ),
-    pytest.param(
-        ErrorCase(
-            "folder:{root}",
-            says=("'folder' has no option 'private_identities'",),
-            error=ConfigError,
-            options={"private_identities": 3},
-        ),
-        id="option-of-another-dataset",
+    ErrorCase(
+        "option-of-another-dataset",
+        ("folder:{root}", "private"),
+        ("'folder' has no option 'private_identities'",),
+        ConfigError,
+        options={"private_identities": 3},
     ),
 ]
 
 
-@pytest.mark.parametrize("case", ERROR_CASES)
+@pytest.mark.parametrize("case", params(ERROR_CASES))
 def test_face_dataset_errors(tmp_path: Path, case: ErrorCase) -> None:
-    case.build(tmp_path)
-    with pytest.raises(case.error) as caught:
-        load_dataset(case.spec.format(root=tmp_path), case.split, **case.options)
-    message = str(caught.value)
-    assert "\n" not in message
-    for text in case.says:
-        assert text.format(root=tmp_path) in message
+    case.assert_raised_by(load_dataset, tmp_path)
 
 
 def test_celeba_identity_file_missing_a_public_image(tmp_path: Path) -> None:
