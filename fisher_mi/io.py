@@ -15,7 +15,7 @@ import pickle
 import re
 import tempfile
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -92,8 +92,23 @@ def save_checkpoint(path: str | os.PathLike[str], payload: dict[str, Any]) -> Pa
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> Any:
-    """Read a checkpoint with ``weights_only=True``; refuse pickled code in one line."""
+    """Read a checkpoint with ``weights_only=True``; refuse pickled code in one line.
+
+    Every tensor read must be dense (see ``require_dense``), so the shapes a caller reads
+    from the payload are backed by values the file really holds.
+
+    Raises:
+        UnsafeCheckpointError: the file pickles an object that could run code.
+        CheckpointError: the file is missing, unreadable, or holds an undersized tensor.
+    """
     source = Path(path)
+    payload = _torch_load(source)
+    require_dense(source, payload)
+    return payload
+
+
+def _torch_load(source: Path) -> Any:
+    """``torch.load(weights_only=True)`` of ``source``, each failure as one CheckpointError."""
     if not source.exists():
         raise CheckpointError(f"checkpoint {source} does not exist; check the path")
     if not source.is_file():
@@ -121,3 +136,53 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Any:
             f"checkpoint {source} cannot be read as a torch file ({first_sentence}); "
             "check that it is a complete torch.save file"
         ) from None
+
+
+def stored_elements(tensor: torch.Tensor) -> int:
+    """Elements the tensor's storage holds from its offset on.
+
+    (storage bytes / element size) - storage offset: the most distinct values the tensor
+    can show. A dense tensor, or a view of a larger one, has at least ``numel()`` of them;
+    an expanded (stride-0) or self-overlapping view has fewer.
+    """
+    return tensor.untyped_storage().nbytes() // tensor.element_size() - tensor.storage_offset()
+
+
+def _tensors(payload: Any) -> Iterator[tuple[str, torch.Tensor]]:
+    """Every tensor in ``payload`` with where it sits (``['state_dict']['fc.weight']``).
+
+    Walks dicts, lists and tuples without recursion, each container once: an unpickled
+    payload may share a container, nest it thousands deep, or even hold itself.
+    """
+    seen: set[int] = set()
+    stack: list[tuple[str, Any]] = [("", payload)]
+    while stack:
+        where, obj = stack.pop()
+        if isinstance(obj, torch.Tensor):
+            yield where or "the payload", obj
+        elif isinstance(obj, Mapping | list | tuple) and id(obj) not in seen:
+            seen.add(id(obj))
+            items = obj.items() if isinstance(obj, Mapping) else enumerate(obj)
+            stack.extend(reversed([(f"{where}[{key!r}]", value) for key, value in items]))
+
+
+def require_dense(source: Path, payload: Any) -> None:
+    """Refuse a payload holding a tensor with fewer stored values than its shape claims.
+
+    A real checkpoint's tensors are dense, so their shapes are bounded by the file's size.
+    An expanded (stride-0) or overlapping view breaks that bound: one stored row can claim
+    10^9 rows, and a reader that builds a model from such shapes would allocate terabytes
+    from a file of a few megabytes. Only strided tensors are checked (sparse ones keep no
+    single storage).
+    """
+    for where, tensor in _tensors(payload):
+        if tensor.layout is not torch.strided:
+            continue
+        stored = stored_elements(tensor)
+        if tensor.numel() > stored:
+            raise CheckpointError(
+                f"checkpoint {source} holds a tensor at {where} of shape {tuple(tensor.shape)} "
+                f"({tensor.numel()} values) backed by only {stored} stored values (an expanded "
+                "or overlapping view), which a real checkpoint never holds; re-save it from "
+                "dense tensors (tensor.clone())"
+            )

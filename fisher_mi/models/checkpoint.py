@@ -23,8 +23,8 @@ from fisher_mi.errors import ArchitectureMismatchError, CheckpointError, ConfigE
 from fisher_mi.io import load_checkpoint, save_checkpoint
 from fisher_mi.models.registry import (
     ARCHITECTURES,
+    MAX_CLASSES,
     ArchEntry,
-    arch_of,
     build_model,
     require_arch,
 )
@@ -91,29 +91,57 @@ def load_model(
 ) -> nn.Module:
     """Load a checkpoint as a model in eval mode (see the module docstring for formats).
 
+    Nothing is allocated before the file is known to fit: its tensors are dense
+    (``load_checkpoint``), the class count it claims is at most ``MAX_CLASSES`` unless
+    ``num_classes`` is given, and its names and shapes match the architecture built on the
+    ``meta`` device. Only then is the model built for real and loaded strictly.
+
     Args:
         path: the checkpoint file.
         arch: architecture name; overrides the file's own or the recognised one.
         num_classes: classifier width; by default read from the classifier's shape.
+
+    Returns:
+        The model, in eval mode, knowing its architecture (``arch_of``).
     """
     source = Path(path)
     payload = load_checkpoint(source)
-    if isinstance(payload, Mapping) and str(payload.get("format", "")).startswith("fisher_mi/"):
+    if _is_own_format(payload):
         arch_name, kwargs, state = _read_own_format(source, payload, arch)
     else:
         state = _strip_prefixes(_find_state_dict(source, payload))
         entry = ARCHITECTURES.get(arch) if arch else _recognise(source, state)
         arch_name, kwargs = entry.name, entry.kwargs_for(state)
-    if num_classes is not None:
+    if num_classes is None:
+        _check_class_claim(source, kwargs)
+    else:
         kwargs["num_classes"] = num_classes
+    _require_fit(source, arch_name, kwargs, state)
     model = build_model(arch_name, **kwargs)
-    _load_strict(source, model, state)
+    model.load_state_dict(state, strict=True)
     return model.eval()
+
+
+def _is_own_format(payload: Any) -> bool:
+    """A payload in fisher_mi's format: its ``format`` names fisher_mi."""
+    return isinstance(payload, Mapping) and str(payload.get("format", "")).startswith("fisher_mi/")
+
+
+def _check_class_claim(source: Path, kwargs: Mapping[str, Any]) -> None:
+    """Refuse a file claiming fewer than 1 or more than ``MAX_CLASSES`` classes."""
+    claimed = kwargs.get("num_classes")
+    if claimed is not None and not 1 <= claimed <= MAX_CLASSES:
+        raise CheckpointError(
+            f"checkpoint {source} claims {claimed} classes, outside 1 to {MAX_CLASSES}, so it is "
+            "damaged or hostile; if the model really has that many, pass num_classes to "
+            "fisher_mi.load_model"
+        )
 
 
 def _read_own_format(
     source: Path, payload: Mapping[str, Any], arch: str | None
 ) -> tuple[str, dict[str, Any], Mapping[str, Tensor]]:
+    """Architecture name, keyword arguments and state dict of a fisher_mi checkpoint."""
     if payload["format"] != FORMAT:
         raise CheckpointError(
             f"checkpoint {source} has format {payload['format']!r}, which this fisher_mi does "
@@ -231,22 +259,32 @@ def _recognise(source: Path, state: Mapping[str, Tensor]) -> ArchEntry:
     )
 
 
-def _load_strict(source: Path, model: nn.Module, state: Mapping[str, Tensor]) -> None:
-    spec = arch_of(model)
-    expected = {key: value.shape for key, value in model.state_dict().items()}
+def _require_fit(
+    source: Path, arch_name: str, kwargs: Mapping[str, Any], state: Mapping[str, Tensor]
+) -> None:
+    """Refuse ``state`` unless it fits ``arch_name`` built with ``kwargs``, name for name and
+    shape for shape; the model is built on the ``meta`` device (no memory), so a file that
+    claims a huge model but holds a small one is refused before anything is allocated."""
+    with torch.device("meta"):
+        expected = {
+            key: v.shape for key, v in build_model(arch_name, **kwargs).state_dict().items()
+        }
     difference = _difference(expected, state)
     if any(difference.values()):
-        ranked = _ranked_architectures(state)
-        name = spec.name if spec else type(model).__name__
-        fits = ranked[0][1] if ranked and ranked[0][0] == 0 else None
-        if fits == name:
-            fix = f"the file fits {name!r} built from its own shapes: drop the num_classes override"
-        elif fits:
-            fix = f"the file fits {fits!r}: pass --arch {fits}"
-        else:
-            fix = f"pass the right --arch (known: {', '.join(ARCHITECTURES.names())})"
         raise ArchitectureMismatchError(
-            f"checkpoint {source} does not fit architecture {name!r}: "
-            f"{_describe(difference)}; {fix}"
+            f"checkpoint {source} does not fit architecture {arch_name!r}: "
+            f"{_describe(difference)}; {_fix(arch_name, state)}"
         )
-    model.load_state_dict(state, strict=True)
+
+
+def _fix(arch_name: str, state: Mapping[str, Tensor]) -> str:
+    """How to load a file that does not fit ``arch_name``: the architecture it does fit."""
+    ranked = _ranked_architectures(state)
+    fits = ranked[0][1] if ranked and ranked[0][0] == 0 else None
+    if fits == arch_name:
+        return (
+            f"the file fits {arch_name!r} built from its own shapes: drop the num_classes override"
+        )
+    if fits:
+        return f"the file fits {fits!r}: pass --arch {fits}"
+    return f"pass the right --arch (known: {', '.join(ARCHITECTURES.names())})"
