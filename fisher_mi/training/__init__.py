@@ -6,13 +6,15 @@ under a freeze plan (``train(..., plan=...)``), with checkpoints, resume, and ``
 
 Modules, one job each: ``config`` (``TrainConfig``, optimiser, schedule), ``split`` (the
 validation hold-out), ``init`` (``load_init``),
-``epoch`` (one epoch and the accuracies), ``state`` (checkpoints and outputs), ``loop``
+``epoch`` (one epoch and the accuracies), ``provenance`` (what a model was trained on and
+for), ``state`` (checkpoints and outputs), ``loop``
 (``train``), ``transfer`` (head swap and public pre-training).
 """
 
 from fisher_mi.training.config import OPTIMIZERS, SCHEDULES, TrainConfig
 from fisher_mi.training.init import load_init
 from fisher_mi.training.loop import TrainResult, train
+from fisher_mi.training.provenance import ROLES, Provenance
 from fisher_mi.training.split import split_validation
 from fisher_mi.training.state import CHECKPOINT, COLUMNS, HISTORY, MODEL, PLAN
 from fisher_mi.training.transfer import head_prefix, pretrain_public, with_new_head
@@ -24,7 +26,9 @@ __all__ = [
     "MODEL",
     "OPTIMIZERS",
     "PLAN",
+    "ROLES",
     "SCHEDULES",
+    "Provenance",
     "TrainConfig",
     "TrainResult",
     "head_prefix",

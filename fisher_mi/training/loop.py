@@ -35,6 +35,7 @@ from fisher_mi.models.registry import arch_of
 from fisher_mi.plan import FreezePlan, apply_plan, prefix_plan
 from fisher_mi.training.config import TrainConfig, make_optimizer, make_scheduler
 from fisher_mi.training.epoch import EpochRunner
+from fisher_mi.training.provenance import Provenance
 from fisher_mi.training.split import split_validation
 from fisher_mi.training.state import OUTPUTS, Progress, Snapshot, cpu_state, start, write_epoch
 
@@ -69,6 +70,7 @@ def train(
     config: TrainConfig,
     test: Dataset | None = None,
     plan: FreezePlan | None = None,
+    provenance: Provenance | None = None,
     out: str | Path | None = None,
     resume: bool = False,
     progress: bool = False,
@@ -84,6 +86,9 @@ def train(
             used to select the epoch.
         plan: which layers to freeze; None trains every layer (cutoff 0). Applied with
             ``apply_plan``, which also overrides any ``requires_grad`` set by hand.
+        provenance: what the model is trained on and for, written into ``model.pt`` and
+            ``checkpoint.pt`` and compared on resume; None: ``Provenance()``. Its
+            ``class_names`` default to those of ``private_train`` (``Provenance.for_data``).
         out: folder for ``model.pt`` (the best epoch), ``checkpoint.pt`` (the last epoch,
             with everything ``resume`` needs), ``history.csv`` and ``plan.json``, each written
             atomically, by rank 0 only under ``torchrun``; None writes nothing.
@@ -110,6 +115,7 @@ def train(
         model=model,
         config=config,
         plan=plan,
+        provenance=(provenance or Provenance()).for_data(private_train),
         optimizer=optimizer,
         scheduler=make_scheduler(optimizer, config),
         scaler=torch.amp.GradScaler("cuda") if config.amp else None,

@@ -2,9 +2,9 @@
 
 ``checkpoint.pt`` is a self-describing model file (``{"format": "fisher_mi/1", "arch",
 "arch_kwargs", "state_dict", "meta"}``, so ``load_model`` reads it) plus a ``"training"`` entry:
-the options, the freeze plan, the epoch and step reached, the optimiser, schedule and
-loss-scaler states, the history, and the best epoch with its weights. All of it is tensors and
-plain containers, readable with ``weights_only=True``.
+the options, the freeze plan, the provenance, the epoch and step reached, the optimiser,
+schedule and loss-scaler states, the history, and the best epoch with its weights. All of it is
+tensors and plain containers, readable with ``weights_only=True``.
 
 No random-number state is stored: every epoch re-seeds from ``(seed, epoch, rank)`` (see
 ``epoch``), so the next epoch's randomness follows from the epoch number alone.
@@ -29,6 +29,7 @@ from fisher_mi.models.checkpoint import FORMAT, plain_values, save_model
 from fisher_mi.models.registry import arch_of
 from fisher_mi.plan import FreezePlan
 from fisher_mi.training.config import TrainConfig
+from fisher_mi.training.provenance import Provenance
 
 CHECKPOINT = "checkpoint.pt"
 MODEL = "model.pt"
@@ -78,11 +79,12 @@ class Progress:
 
 @dataclass(frozen=True)
 class Snapshot:
-    """The objects whose state a checkpoint saves, and the run's hold-out sizes."""
+    """The objects whose state a checkpoint saves, the run's provenance and hold-out sizes."""
 
     model: nn.Module
     config: TrainConfig
     plan: FreezePlan
+    provenance: Provenance
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler | None
     scaler: torch.amp.GradScaler | None
@@ -130,12 +132,17 @@ def write_epoch(folder: Path, snapshot: Snapshot, progress: Progress, *, improve
 
 
 def model_meta(snapshot: Snapshot, progress: Progress) -> dict[str, Any]:
-    """``model.pt``'s meta: the selected epoch, its accuracies, the plan and the options."""
+    """``model.pt``'s meta: the provenance (DESIGN.md, Outputs: ``data``, ``public``,
+    ``class_names``, ``role``, ``pretrained_on``, ``init``, ``defense``, ``plan``), the
+    selected epoch and its accuracies, and the options. ``defense`` is None: no training-time
+    defense is implemented yet, and readers look the key up."""
     plan = snapshot.plan.to_dict()
     for key in ("layers", "scores"):  # a summary: the whole plan is in plan.json
         plan.pop(key)
     test = progress.best_row()["test_accuracy"]
     return {
+        **snapshot.provenance.to_dict(),
+        "defense": None,
         "best_epoch": progress.best_epoch,
         "validation_accuracy": progress.best_validation,
         "private_test_accuracy": None if math.isnan(test) else test,
@@ -159,6 +166,7 @@ def save_training(
         "version": TRAINING_VERSION,
         "config": snapshot.config.to_dict(),
         "plan": snapshot.plan.to_dict(),
+        "provenance": snapshot.provenance.to_dict(),
         "epoch": progress.epoch,
         "step": progress.step,
         "history": [dict(row) for row in progress.history],

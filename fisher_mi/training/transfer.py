@@ -13,6 +13,7 @@ from fisher_mi.models.registry import ARCHITECTURES, arch_of, build_model
 from fisher_mi.plan.table import few
 from fisher_mi.training.config import TrainConfig
 from fisher_mi.training.loop import TrainResult, train
+from fisher_mi.training.provenance import Provenance
 
 
 def head_prefix(arch: str) -> str:
@@ -62,12 +63,25 @@ def pretrain_public(
     *,
     num_classes: int,
     config: TrainConfig,
+    provenance: Provenance | None = None,
     out: str | Path | None = None,
     resume: bool = False,
     progress: bool = False,
 ) -> tuple[nn.Module, TrainResult]:
     """Train every layer of ``model`` on labelled public data (its own head, best epoch on a
     hold-out of the public data), then give it a fresh head for ``num_classes`` private
-    classes. Returns the new model and the pre-training result."""
-    result = train(model, public, config=config, out=out, resume=resume, progress=progress)
+    classes. Returns the new model and the pre-training result.
+
+    ``provenance`` describes the pre-trained model written to ``out`` (see ``train``); its
+    ``class_names`` default to the public data's, the classes of the pre-training head.
+    """
+    result = train(
+        model,
+        public,
+        config=config,
+        provenance=provenance,
+        out=out,
+        resume=resume,
+        progress=progress,
+    )
     return with_new_head(model, num_classes), result
