@@ -326,6 +326,7 @@ CONFIG_GUARDS = [
     ({"max_steps": 0}, "max_steps"),
     ({"amp": True}, "CUDA only"),
     ({"device": "gpu"}, "device"),
+    ({"seed": 2**63}, r"seed must be a whole number in \[0, 2\*\*63\)"),
 ]
 
 
@@ -336,6 +337,11 @@ def test_config_guards(options: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message) as caught:
         TrainConfig(**options)
     assert "\n" not in str(caught.value)
+
+
+def test_the_largest_seed_trains(digits: tuple[Dataset, Dataset]) -> None:
+    config = TrainConfig(epochs=1, batch_size=16, max_steps=1, seed=2**63 - 1)
+    assert train(mcnn(), digits[0], config=config).steps == 1  # every generator accepts it
 
 
 # ---------------------------------------------------------------------------- torchrun

@@ -21,6 +21,7 @@ SCHEDULES = ("none", "cosine", "step")
 STEP_DECAY = 0.1  # the "step" schedule multiplies the rate by this, STEPS_PER_RUN times a run
 STEPS_PER_RUN = 3
 RUN_LOCAL = ("device", "num_workers")  # may change on resume: where, not what, is computed
+SEED_LIMIT = 2**63  # torch generators take int64 seeds; the shuffling seed adds the epoch
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,8 @@ class TrainConfig:
         weight_decay: L2 penalty, applied by the optimiser to trained parameters only.
         schedule: ``"none"``; ``"cosine"`` (lr_e = lr * (1 + cos(pi * e / epochs)) / 2 after
             epoch e); ``"step"`` (lr times 0.1 every ``ceil(epochs / 3)`` epochs).
-        seed: every random choice (hold-out, shuffling, dropout) is a function of it.
+        seed: every random choice (hold-out, shuffling, dropout) is a function of it; in
+            [0, 2**63), the seeds torch's generators accept.
         device: ``cpu``, ``cuda``, ``cuda:1``...; None is the CPU.
         amp: float16 mixed precision with loss scaling (CUDA only).
         max_steps: stop after this many optimiser steps in all (smoke runs); None: no limit.
@@ -62,7 +64,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         _whole("epochs", self.epochs, low=1)
         _whole("batch_size", self.batch_size, low=1)
-        _whole("seed", self.seed, low=0)
+        _seed(self.seed)
         _whole("num_workers", self.num_workers, low=0)
         if self.max_steps is not None:
             _whole("max_steps", self.max_steps, low=1)
@@ -112,6 +114,13 @@ class TrainConfig:
 def _whole(name: str, value: object, *, low: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
         raise ConfigError(f"{name} must be a whole number of at least {low}, got {value!r}")
+
+
+def _seed(value: object) -> None:
+    """Refuse a seed outside [0, 2**63): a larger one overflows deep inside torch."""
+    _whole("seed", value, low=0)
+    if value >= SEED_LIMIT:  # type: ignore[operator]
+        raise ConfigError(f"seed must be a whole number in [0, 2**63), got {value!r}")
 
 
 def _number(name: str, value: object, *, positive: bool = False) -> None:
