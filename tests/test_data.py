@@ -18,6 +18,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
+from fisher_mi import data as data_package
 from fisher_mi.data import (
     DATASETS,
     SPLITS,
@@ -38,6 +39,9 @@ from fisher_mi.registry import Registry
 from tests.error_cases import ErrorCase, params
 
 BUNDLED = ["mnist", "digits"]
+# The documented bound on the classes a folder or split file may claim, written out: a test
+# reading the package's own constant could not fail when the bound changes.
+MAX_CLASSES = 100_000
 BUNDLED_SPLITS = [
     pytest.param(name, split, id=f"{name}-{split}") for name in BUNDLED for split in SPLITS
 ]
@@ -241,7 +245,7 @@ def test_open_image_reads_by_content(tmp_path: Path, file_kind: str, pil_format:
     [
         pytest.param(["carol", "alice", "bob"], {0, 1, 2}, 3, id="names-by-sorted-index"),
         pytest.param(["0", "2", "7"], {0, 2, 7}, 8, id="integer-names-are-labels"),
-        pytest.param(["10", "2", "x"], {0, 1, 2}, 3, id="mixed-names-by-sorted-index"),
+        pytest.param([str(n) for n in range(12)], set(range(12)), 12, id="integers-sort-as-text"),
     ],
 )
 def test_folder_labels(
@@ -253,6 +257,17 @@ def test_folder_labels(
     assert data.num_classes == len(data.class_names) == num_classes
     for path, label in data.samples:
         assert data.class_names[label] == path.parent.name
+
+
+def test_folder_integer_names_up_to_the_class_limit_are_labels(tmp_path: Path) -> None:
+    data = load_folder(make_tree(tmp_path, ["3", str(MAX_CLASSES - 1)]))
+    assert data.num_classes == MAX_CLASSES
+    assert sorted(set(data.labels.tolist())) == [3, MAX_CLASSES - 1]
+    assert data.class_names[3] == "3" and data.class_names[-1] == str(MAX_CLASSES - 1)
+
+
+def test_class_limit_is_the_data_package_constant() -> None:
+    assert data_package.MAX_CLASSES == MAX_CLASSES
 
 
 def test_folder_sorted_names_give_class_names(tmp_path: Path) -> None:
@@ -492,6 +507,25 @@ ERROR_CASES = [
         ("'07'", "'7'", "class 7"),
         DataError,
         build=lambda root: make_tree(root, ["07", "7"]),
+    ),
+    ErrorCase(
+        "integer-and-other-folders",
+        ("folder:{root}", "private"),
+        ("{root}", "integer", "'notes'", "'old'", "rename or move"),
+        DataError,
+        build=lambda root: make_tree(root, [*(str(n) for n in range(12)), "notes", "old"]),
+    ),
+    # Labels past the limit: 10^5 and 10^6 rather than the 4 * 10^8 of a hostile folder, so a
+    # regression fails by building 10^6 names, not by exhausting the machine's memory.
+    *(
+        ErrorCase(
+            f"class-folder-{name}",
+            ("folder:{root}", "private"),
+            (f"{{root}}/{name}", f"class {name}", "100,000"),
+            DataError,
+            build=lambda root, name=name: make_tree(root, ["0", name]),
+        )
+        for name in ("100000", "1000000")
     ),
     ErrorCase(
         "bad-image-size",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 
@@ -151,6 +152,15 @@ def test_celeba_private_labels_come_from_the_split_files(celeba: Path, split: st
     identity = dict(celeba_files())
     for path, label in data.samples:
         assert PRIVATE_LABELS[identity[path.name]] == label
+
+
+def test_celeba_split_file_labels_up_to_the_class_limit(tmp_path: Path) -> None:
+    root = make_celeba(tmp_path)
+    relabel_line(root / "meta" / "testset.txt", 0, 99_999)  # the largest label allowed
+    for split in ("private", "private-test"):
+        data = load_dataset(f"celeba:{root}", split)
+        assert data.num_classes == 100_000 and data.class_names[-1] == "99999"
+    assert 99_999 in data.labels.tolist()
 
 
 def test_celeba_public_labels_are_identity_ranks(celeba: Path) -> None:
@@ -517,8 +527,8 @@ def test_split_file_reads_any_whitespace_and_skips_blank_lines(tmp_path: Path) -
 
 @pytest.mark.parametrize(
     "line",
-    ["a.jpg seven", "a.jpg 1 2", "a.jpg -1", "a.jpg", "a.jpg 1.0"],
-    ids=["word", "three-fields", "negative", "no-label", "float"],
+    ["a.jpg seven", "a.jpg 1 2", "a.jpg -1", "a.jpg", "a.jpg 1.0", "a.jpg " + "9" * 5000],
+    ids=["word", "three-fields", "negative", "no-label", "float", "5000-digits"],
 )
 def test_split_file_malformed_line_names_file_and_line(tmp_path: Path, line: str) -> None:
     path = tmp_path / "trainset.txt"
@@ -557,6 +567,23 @@ def _celeba_bad_label(root: Path) -> None:
     lines = (root / "meta" / "trainset.txt").read_text().splitlines()
     lines[1] = lines[1].split()[0] + " seven"
     write_lines(root / "meta" / "trainset.txt", lines)
+
+
+def relabel_line(path: Path, index: int, label: int) -> None:
+    """Give line ``index`` (0-based) of the split file at ``path`` the label ``label``."""
+    lines = path.read_text().splitlines()
+    lines[index] = f"{lines[index].split()[0]} {label}"
+    write_lines(path, lines)
+
+
+def _celeba_label_past_the_limit(file: str, label: int) -> Callable[[Path], None]:
+    """A CelebA root whose ``meta/<file>`` line 2 claims class ``label``."""
+
+    def build(root: Path) -> None:
+        make_celeba(root)
+        relabel_line(root / "meta" / file, 1, label)
+
+    return build
 
 
 def _celeba_empty_trainset(root: Path) -> None:
@@ -611,6 +638,19 @@ ERROR_CASES = [
         ("{root}/meta/trainset.txt line 2", "integer label", "seven"),
         DataError,
         build=_celeba_bad_label,
+    ),
+    # Labels past the limit: 10^5 and 10^6 rather than the 3 * 10^8 of a hostile file, so a
+    # regression fails by building 10^6 names, not by exhausting the machine's memory.
+    *(
+        ErrorCase(
+            f"celeba-{file}-label-{label}",
+            ("celeba:{root}", "private"),
+            (f"{{root}}/meta/{file} line 2", f"class {label}", "100,000"),
+            DataError,
+            build=_celeba_label_past_the_limit(file, label),
+        )
+        for file in ("trainset.txt", "testset.txt")
+        for label in (100_000, 1_000_000)
     ),
     ErrorCase(
         "celeba-empty-split",

@@ -18,11 +18,13 @@ from fisher_mi.data import (  # noqa: F401  (importing registers the datasets)
 )
 from fisher_mi.data.datasets import ImageFileDataset, ImageTensorDataset, LabelledDataset
 from fisher_mi.data.images import CentreCrop, image_to_tensor, open_image
+from fisher_mi.data.labels import MAX_CLASSES
 from fisher_mi.data.locate import find_shared_data, shared_data_skip_reason
 from fisher_mi.data.registry import DATASETS, SPLITS, DatasetEntry, load_dataset
 
 __all__ = [
     "DATASETS",
+    "MAX_CLASSES",
     "SPLITS",
     "CentreCrop",
     "DatasetEntry",

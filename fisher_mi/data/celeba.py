@@ -14,11 +14,12 @@ Layout (what GMI/KEDMI/LOMMA users already have; nothing is converted or downloa
 * ``identity_CelebA.txt`` (``<file> <identity 1..10177>``), in ``ROOT`` or ``ROOT/Anno``.
 
 Labels: the split files' labels for ``private`` and ``private-test``, with ``num_classes`` one
-more than the largest label in either file, so both splits agree. The public images are
-unlabelled for the private classifier; where ``identity_CelebA.txt`` is present they get their
-CelebA identity, as a rank among the split's distinct identities (``class_names`` hold the
-identity numbers, ``num_classes`` is their count); where it is absent they are all labelled 0
-(one class, ``"unlabelled"``).
+more than the largest label in either file, so both splits agree (at most
+:data:`~fisher_mi.data.labels.MAX_CLASSES`; a larger label is refused, naming its line). The
+public images are unlabelled for the private classifier; where ``identity_CelebA.txt`` is
+present they get their CelebA identity, as a rank among the split's distinct identities
+(``class_names`` hold the identity numbers, ``num_classes`` is their count); where it is absent
+they are all labelled 0 (one class, ``"unlabelled"``).
 
 Without ``ROOT/meta`` split files, the split is built from ``identity_CelebA.txt`` by the rule
 of :mod:`fisher_mi.data.celeba_split` (``private_identities`` most frequent identities private,
@@ -41,9 +42,16 @@ from fisher_mi.data.celeba_split import (
     split_by_identity,
 )
 from fisher_mi.data.datasets import ImageFileDataset
+from fisher_mi.data.labels import numbered_class_names
 from fisher_mi.data.listing import FolderListing, data_root, stem
 from fisher_mi.data.registry import DATASETS, SPLITS, DatasetEntry
-from fisher_mi.data.splitfile import ListedImage, labels_of, locate, read_split_file
+from fisher_mi.data.splitfile import (
+    ListedImage,
+    labels_of,
+    largest_label,
+    locate,
+    read_split_file,
+)
 from fisher_mi.errors import ConfigError, DataError
 
 CROP_BOX = (35, 55, 143, 163)
@@ -101,10 +109,10 @@ def private_samples(root: Path, split: str, images: FolderListing) -> Samples:
             "the split from identity_CelebA.txt"
         )
     listed = read_split_file(source, labelled=True)
-    labels = labels_of(listed)
-    both = labels + (labels_of(read_split_file(other, labelled=True)) if other.is_file() else [])
-    class_names = [str(label) for label in range(1 + max(both, default=-1))]
-    return list(zip(locate(listed, images, source), labels, strict=True)), class_names
+    paired = read_split_file(other, labelled=True) if other.is_file() else []
+    largest, where = max(largest_label(listed, source), largest_label(paired, other))
+    class_names = numbered_class_names(largest, where=where)
+    return list(zip(locate(listed, images, source), labels_of(listed), strict=True)), class_names
 
 
 def identities_of(listed: Sequence[ListedImage], source: Path, identities: Path) -> list[int]:

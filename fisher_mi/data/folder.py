@@ -12,10 +12,14 @@ files>`` with ``<split>`` among ``private``, ``private-test``, ``public``.
   Files are read in ``sorted()`` name order.
 * Labels: if every identity folder name is a non-negative integer, the label is that integer
   (attacks save reconstructions as ``ROOT/<target class>/...`` and some classes may be
-  missing), so folders 0, 2, 7 give labels 0, 2, 7 and ``num_classes`` 8. Otherwise the label
+  missing), so folders 0, 2, 7 give labels 0, 2, 7 and ``num_classes`` 8; a name past
+  :data:`~fisher_mi.data.labels.MAX_CLASSES` is refused. If no name is an integer, the label
   is the index of the name among the sorted identity folder names, computed per tree: give
   ``private`` and ``private-test`` the same identity folders (or integer names) so their
-  labels agree. ``num_classes`` is the largest label + 1; empty identity folders still count.
+  labels agree. Integer and other names side by side are refused: indexing them all by sorted
+  name would renumber the integer classes silently (beside ``notes``, folder ``2`` of
+  ``0 .. 11`` would get label 4). ``num_classes`` is the largest label + 1; empty identity
+  folders still count.
 * Defaults: ``image_size`` 64 (the MI literature's size), ``channels`` 3 (RGB).
 """
 
@@ -25,12 +29,14 @@ import logging
 from pathlib import Path
 
 from fisher_mi.data.datasets import ImageFileDataset
+from fisher_mi.data.labels import numbered_class_names
 from fisher_mi.data.listing import data_root, files, is_image, require_folder, subfolders
 from fisher_mi.data.registry import DATASETS, SPLITS, DatasetEntry
 from fisher_mi.errors import DataError
 
 DEFAULT_IMAGE_SIZE = 64
 DEFAULT_CHANNELS = 3
+MAX_LISTED = 10  # non-integer folder names shown in an error; the count says how many more
 LAYOUT = (
     "expected ROOT/<identity>/<image files> or ROOT/<split>/<identity>/<image files> "
     f"with <split> in {', '.join(SPLITS)}"
@@ -53,14 +59,41 @@ def split_tree(root: Path, split: str) -> Path:
     return root / split
 
 
+def is_integer_name(name: str) -> bool:
+    """Whether a folder name is a non-negative integer in ASCII digits (``7``, ``007``)."""
+    return name.isascii() and name.isdigit()
+
+
 def label_identities(names: list[str], tree: Path) -> tuple[dict[str, int], list[str]]:
     """Label of each identity folder name, and the class names indexed by label.
 
-    Integer names are their own labels; otherwise labels index the sorted names.
+    Integer names are their own labels (:func:`integer_labels`); names that are all
+    non-integer are labelled by their index in ``names`` (sorted by the caller).
+
+    Raises:
+        DataError: integer and non-integer names side by side (the message lists the
+            non-integer ones), or an integer label refused by :func:`integer_labels`.
     """
-    if not all(name.isascii() and name.isdigit() for name in names):
+    others = [name for name in names if not is_integer_name(name)]
+    if len(others) == len(names):
         return {name: index for index, name in enumerate(names)}, list(names)
-    labels: dict[str, int] = {}
+    if others:
+        shown = ", ".join(repr(name) for name in others[:MAX_LISTED])
+        more = f" and {len(others) - MAX_LISTED} more" if len(others) > MAX_LISTED else ""
+        raise DataError(
+            f"{tree} mixes integer class folders with non-integer ones ({shown}{more}); "
+            "integer names are the labels, so rename or move the others"
+        )
+    return integer_labels(names, tree)
+
+
+def integer_labels(names: list[str], tree: Path) -> tuple[dict[str, int], list[str]]:
+    """Labels of integer folder names (the integers), and class names for ``0 .. max``.
+
+    Raises:
+        DataError: two names of one integer (``07`` and ``7``), or a label past
+            :data:`~fisher_mi.data.labels.MAX_CLASSES` (before any class name is made).
+    """
     by_label: dict[int, str] = {}
     for name in names:
         label = int(name)
@@ -69,9 +102,12 @@ def label_identities(names: list[str], tree: Path) -> tuple[dict[str, int], list
                 f"folders {by_label[label]!r} and {name!r} under {tree} both name class "
                 f"{label}; merge or rename one"
             )
-        labels[name], by_label[label] = label, name
-    class_names = [by_label.get(label, str(label)) for label in range(max(by_label) + 1)]
-    return labels, class_names
+        by_label[label] = name
+    largest = max(by_label)
+    class_names = numbered_class_names(
+        largest, where=f"folder {tree / by_label[largest]}", named=by_label
+    )
+    return {name: label for label, name in by_label.items()}, class_names
 
 
 def index_tree(tree: Path) -> tuple[list[tuple[Path, int]], list[str]]:

@@ -9,6 +9,7 @@ checked to exist when the split is loaded, against one listing of the image fold
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,10 +67,27 @@ def labels_of(listed: Sequence[ListedImage]) -> list[int]:
     return [cast(int, entry.label) for entry in listed]
 
 
+def largest_label(listed: Sequence[ListedImage], source: Path) -> tuple[int, str]:
+    """The largest label of a file read with ``labelled=True``, and ``"FILE line N"`` of it.
+
+    Where a label becomes a class count, the place names the line to fix. An empty list gives
+    ``(-1, str(source))``: no classes.
+    """
+    top = max(listed, key=lambda entry: cast(int, entry.label), default=None)
+    if top is None:
+        return -1, str(source)
+    return cast(int, top.label), f"{source} line {top.line}"
+
+
 def _label(fields: list[str], path: Path, number: int) -> int:
-    """The label of a ``<file> <label>`` line."""
+    """The label of a ``<file> <label>`` line: ASCII digits that make a Python int.
+
+    A label longer than Python converts (``sys.get_int_max_str_digits()``, 4,300 digits by
+    default) is a malformed line like any other, not a ``ValueError`` traceback.
+    """
     if len(fields) == 2 and fields[1].isascii() and fields[1].isdigit():
-        return int(fields[1])
+        with contextlib.suppress(ValueError):
+            return int(fields[1])
     shown = " ".join(fields)
     if len(shown) > 60:
         shown = shown[:57] + "..."
