@@ -551,16 +551,30 @@ def test_empty_split_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
             torch.zeros(0, 1, 4, 4), torch.zeros(0, dtype=torch.int64), class_names=["a"]
         )
 
-    datasets = Registry[DatasetEntry]("dataset")
-    datasets.add("empty", DatasetEntry("empty", load_nothing, False, SPLITS, "no images"))
-    monkeypatch.setattr(registry, "DATASETS", datasets)
+    monkeypatch.setattr(registry, "DATASETS", Registry[DatasetEntry]("dataset"))
+    registry.register_dataset(DatasetEntry("empty", load_nothing, False, SPLITS, "no images"))
     with pytest.raises(DataError, match=r"^split 'public' of 'empty' holds no images; "):
         load_dataset("empty", "public")
 
 
+def test_register_dataset_keys_the_entry_by_its_own_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    datasets = Registry[DatasetEntry]("dataset")
+    monkeypatch.setattr(registry, "DATASETS", datasets)
+    entry = DatasetEntry("toy", bundled.load_digit_split, False, SPLITS, "a toy")
+    assert registry.register_dataset(entry) is entry
+    assert datasets.names() == ["toy"] and datasets.get("toy") is entry
+    with pytest.raises(RegistryError, match="'toy' is registered twice"):
+        registry.register_dataset(entry)
+
+
+@pytest.mark.parametrize("name", DATASETS.names())
+def test_registered_datasets_are_keyed_by_their_entry_name(name: str) -> None:
+    assert DATASETS.get(name).name == name
+
+
 def test_registering_a_dataset_twice_is_an_error() -> None:
     with pytest.raises(RegistryError, match="'mnist' is registered twice"):
-        DATASETS.add("mnist", DATASETS.get("mnist"))
+        registry.register_dataset(DATASETS.get("mnist"))
 
 
 def test_truncated_image_fails_on_read_naming_its_path(tmp_path: Path) -> None:

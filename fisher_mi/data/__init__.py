@@ -20,7 +20,13 @@ from fisher_mi.data.datasets import ImageFileDataset, ImageTensorDataset, Labell
 from fisher_mi.data.images import CentreCrop, image_to_tensor, open_image
 from fisher_mi.data.labels import MAX_CLASSES
 from fisher_mi.data.locate import find_shared_data, shared_data_skip_reason
-from fisher_mi.data.registry import DATASETS, SPLITS, DatasetEntry, load_dataset
+from fisher_mi.data.registry import (
+    DATASETS,
+    SPLITS,
+    DatasetEntry,
+    load_dataset,
+    register_dataset,
+)
 
 __all__ = [
     "DATASETS",
@@ -35,5 +41,6 @@ __all__ = [
     "image_to_tensor",
     "load_dataset",
     "open_image",
+    "register_dataset",
     "shared_data_skip_reason",
 ]

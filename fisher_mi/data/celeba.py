@@ -44,7 +44,7 @@ from fisher_mi.data.celeba_split import (
 from fisher_mi.data.datasets import ImageFileDataset
 from fisher_mi.data.labels import numbered_class_names
 from fisher_mi.data.listing import FolderListing, data_root, stem
-from fisher_mi.data.registry import DATASETS, SPLITS, DatasetEntry
+from fisher_mi.data.registry import SPLITS, DatasetEntry, register_dataset
 from fisher_mi.data.splitfile import (
     ListedImage,
     labels_of,
@@ -213,8 +213,7 @@ def load_celeba(
     )
 
 
-DATASETS.add(
-    "celeba",
+register_dataset(
     DatasetEntry(
         name="celeba",
         load=load_celeba,
@@ -225,5 +224,5 @@ DATASETS.add(
             "identity_CelebA.txt; crop (35,55,143,163), 3x64x64"
         ),
         options=("private_identities",),
-    ),
+    )
 )

@@ -38,7 +38,7 @@ from fisher_mi.data.datasets import ImageFileDataset
 from fisher_mi.data.holdout import hold_out
 from fisher_mi.data.images import CentreCrop
 from fisher_mi.data.listing import data_root, subfolders, suffix_images
-from fisher_mi.data.registry import DATASETS, DatasetEntry
+from fisher_mi.data.registry import DatasetEntry, register_dataset
 from fisher_mi.errors import DataError
 
 BASE_SIZE = 64
@@ -114,8 +114,7 @@ def load_facescrub(
     )
 
 
-DATASETS.add(
-    "facescrub",
+register_dataset(
     DatasetEntry(
         name="facescrub",
         load=load_facescrub,
@@ -129,5 +128,5 @@ DATASETS.add(
             "FaceScrub has no public split in these layouts (all its identities are private); "
             "use ffhq:ROOT or celeba:ROOT for public data"
         ),
-    ),
+    )
 )

@@ -23,7 +23,7 @@ from pathlib import Path
 from fisher_mi.data.datasets import ImageFileDataset
 from fisher_mi.data.images import CentreCrop
 from fisher_mi.data.listing import data_root, subfolders, suffix_images
-from fisher_mi.data.registry import DATASETS, DatasetEntry
+from fisher_mi.data.registry import DatasetEntry, register_dataset
 
 CROP = CentreCrop(Fraction(88, 128))
 DEFAULT_IMAGE_SIZE = 64
@@ -55,8 +55,7 @@ def load_ffhq(
     )
 
 
-DATASETS.add(
-    "ffhq",
+register_dataset(
     DatasetEntry(
         name="ffhq",
         load=load_ffhq,
@@ -67,5 +66,5 @@ DATASETS.add(
             "centre crop 88/128, 3x64x64"
         ),
         split_note="FFHQ has no identities, so it serves as public (auxiliary) data only",
-    ),
+    )
 )

@@ -31,7 +31,7 @@ from pathlib import Path
 from fisher_mi.data.datasets import ImageFileDataset
 from fisher_mi.data.labels import numbered_class_names
 from fisher_mi.data.listing import data_root, files, is_image, require_folder, subfolders
-from fisher_mi.data.registry import DATASETS, SPLITS, DatasetEntry
+from fisher_mi.data.registry import SPLITS, DatasetEntry, register_dataset
 from fisher_mi.errors import DataError
 
 DEFAULT_IMAGE_SIZE = 64
@@ -153,13 +153,12 @@ def load_folder(
     )
 
 
-DATASETS.add(
-    "folder",
+register_dataset(
     DatasetEntry(
         name="folder",
         load=load_folder,
         needs_root=True,
         splits=None,
         description="ROOT/<identity>/<images> or ROOT/<split>/<identity>/<images>, any format",
-    ),
+    )
 )

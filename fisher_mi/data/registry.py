@@ -2,10 +2,11 @@
 
 A spec is ``NAME`` for bundled data (``mnist``, ``digits``) or ``NAME:ROOT`` for data on disk
 (``folder:/data/faces``); only the first colon separates, so ROOT may hold colons. Each loader
-module registers a :class:`DatasetEntry` in :data:`DATASETS` when ``fisher_mi.data`` is
-imported. Everything a loader need not repeat is checked here once: the name, whether a root
-is needed, that the root exists, the split name, the options (``image_size``, ``channels`` and
-the dataset's own, e.g. CelebA's ``private_identities``), and that the split is not empty.
+module registers a :class:`DatasetEntry` in :data:`DATASETS` (:func:`register_dataset`) when
+``fisher_mi.data`` is imported. Everything a loader need not repeat is checked here once: the
+name, whether a root is needed, that the root exists, the split name, the options
+(``image_size``, ``channels`` and the dataset's own, e.g. CelebA's ``private_identities``), and
+that the split is not empty.
 """
 
 from __future__ import annotations
@@ -33,7 +34,9 @@ class DatasetLoader(Protocol):
 
     def __call__(
         self, root: Path | None, split: str, *, image_size: int | None, channels: int | None
-    ) -> LabelledDataset: ...
+    ) -> LabelledDataset:
+        """The ``split`` under ``root``; ``image_size``/``channels`` None mean its defaults."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,21 @@ class DatasetEntry:
 
 
 DATASETS = Registry[DatasetEntry]("dataset")
+
+
+def register_dataset(entry: DatasetEntry) -> DatasetEntry:
+    """Register ``entry`` in :data:`DATASETS` under its own ``entry.name``.
+
+    The name is written once, in the entry, so the registry key and the name a dataset reports
+    cannot differ.
+
+    Returns:
+        ``entry`` itself.
+
+    Raises:
+        RegistryError: the name is registered already.
+    """
+    return DATASETS.add(entry.name, entry)
 
 
 def load_dataset(
