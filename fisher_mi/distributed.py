@@ -14,6 +14,8 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import Dataset, Subset
 
+from fisher_mi.errors import ConfigError
+
 
 def is_distributed() -> bool:
     """True inside an initialised process group with more than one process."""
@@ -21,11 +23,52 @@ def is_distributed() -> bool:
 
 
 def rank() -> int:
+    """This process's rank in the process group (0 when not distributed)."""
     return dist.get_rank() if is_distributed() else 0
 
 
 def world_size() -> int:
+    """The number of processes in the group (1 when not distributed)."""
     return dist.get_world_size() if is_distributed() else 1
+
+
+def is_launch_main() -> bool:
+    """Whether ``torchrun`` started this process as rank 0 (or it runs alone).
+
+    Read from the environment, so it is known before the process group is joined: the CLI
+    takes the output folder's lock before any work.
+    """
+    return os.environ.get("RANK", "0") == "0"
+
+
+def check_device(spec: str | None) -> str | None:
+    """Refuse a device this machine cannot compute on, before any work; return ``spec``.
+
+    Accepts None (the CPU), ``cpu``, ``cuda`` and ``cuda:N`` for an N this machine has.
+    """
+    if spec is None:
+        return None
+    try:
+        device = torch.device(spec)
+    except (RuntimeError, ValueError, TypeError):
+        raise ConfigError(
+            f"--device {spec!r} is not a device; use cpu, cuda or cuda:N"
+        ) from None
+    if device.type == "cpu":
+        return spec
+    if device.type != "cuda":
+        raise ConfigError(f"--device {spec!r}: fisher_mi computes on cpu or cuda[:N] only")
+    if not torch.cuda.is_available():
+        raise ConfigError(
+            f"--device {spec!r} needs CUDA, but this torch sees no CUDA device; use --device cpu"
+        )
+    count = torch.cuda.device_count()
+    if device.index is not None and device.index >= count:
+        raise ConfigError(
+            f"--device {spec!r}: this machine has {count} CUDA device(s), cuda:0 to "
+            f"cuda:{count - 1}"
+        )
+    return spec
 
 
 def is_main_process() -> bool:

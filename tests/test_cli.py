@@ -121,11 +121,12 @@ def test_profile_succeeds(profiled: Run) -> None:
     assert "error" not in profiled.stderr
 
 
-def test_profile_writes_the_three_files(profiled: Run) -> None:
+def test_profile_writes_the_three_files_and_the_manifest(profiled: Run) -> None:
     assert sorted(p.name for p in profiled.out.iterdir()) == [
         "fisher.csv",
         "fisher.json",
         "fisher.png",
+        "manifest.json",
     ]
 
 
@@ -357,7 +358,7 @@ def test_demo_succeeds(demo: Run) -> None:
 
 def test_demo_writes_its_files(demo: Run) -> None:
     names = {p.name for p in demo.out.iterdir()}
-    assert names == {"model.pt", "fisher.csv", "fisher.json", "fisher.png"}
+    assert names == {"model.pt", "fisher.csv", "fisher.json", "fisher.png", "manifest.json"}
 
 
 def test_demo_model_loads_with_its_accuracy(demo: Run) -> None:

@@ -9,9 +9,10 @@ profile), ``apply`` (``apply_plan`` and frozen BatchNorm statistics).
 
 from fisher_mi.plan.apply import apply_plan, frozen_norm_modules
 from fisher_mi.plan.freeze_plan import BN_STATS, FreezePlan
-from fisher_mi.plan.from_model import layer_table, plan_by_rule, prefix_plan
+from fisher_mi.plan.from_model import layer_table, plan_by_rule, prefix_plan, training_plan
 from fisher_mi.plan.planner import parse_params, plan_freeze
 from fisher_mi.plan.rules import DEFAULT_RULE, RULES, RuleResult, layer_norms
+from fisher_mi.plan.table import read_fisher_table
 
 __all__ = [
     "BN_STATS",
@@ -27,4 +28,6 @@ __all__ = [
     "plan_by_rule",
     "plan_freeze",
     "prefix_plan",
+    "read_fisher_table",
+    "training_plan",
 ]

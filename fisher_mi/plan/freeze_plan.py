@@ -149,7 +149,12 @@ class FreezePlan:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> FreezePlan:
+        """Read a plan written by ``save`` (``fisher-mi plan``)."""
         source = Path(path)
+        if source.is_dir():
+            raise ConfigError(
+                f"freeze plan {source} is a folder; give the plan file, e.g. {source / 'plan.json'}"
+            )
         if not source.is_file():
             raise ConfigError(
                 f"freeze plan {source} does not exist; make one with `fisher-mi plan`"

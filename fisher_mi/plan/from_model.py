@@ -9,6 +9,7 @@ Every training run trains under a plan, so what was frozen is always written dow
 from __future__ import annotations
 
 import inspect
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,6 +17,7 @@ import pandas as pd
 from torch import nn
 from torch.utils.data import Dataset
 
+from fisher_mi.errors import ConfigError
 from fisher_mi.fisher.splits import ProfileRun, profile_splits
 from fisher_mi.models.layers import named_layers
 from fisher_mi.plan.freeze_plan import FreezePlan, check_cutoff
@@ -80,3 +82,52 @@ def plan_by_rule(
         params.setdefault("model", model)
     plan = plan_freeze(run.table, rule=rule, cutoff=cutoff, bn_stats=bn_stats, **params)
     return plan, run
+
+
+def training_plan(
+    model: nn.Module,
+    *,
+    plan: FreezePlan | str | os.PathLike[str] | None = None,
+    rule: str | None = None,
+    cutoff: int | None = None,
+    rule_params: Mapping[str, Any] | None = None,
+    bn_stats: str = "frozen",
+    datasets: Mapping[str, Dataset] | None = None,
+    **profile_options: Any,
+) -> tuple[FreezePlan | None, ProfileRun | None]:
+    """The freeze plan of a training run, from exactly one source; and the profile it needed.
+
+    Args:
+        model: the (pre-trained) model to be fine-tuned.
+        plan: a finished plan (or the path of its ``plan.json``): used as it is, alone.
+        rule: profile ``model`` on ``datasets`` and plan with this rule (``cutoff`` then
+            overrides the rule's choice, its scores kept).
+        cutoff: without ``rule``: freeze the first ``cutoff`` layers (``prefix_plan``).
+        rule_params: the rule's parameters (only with ``rule``).
+        bn_stats: frozen BatchNorm statistics, ``"frozen"`` or ``"update"``.
+        datasets: split -> data to profile for ``rule`` (e.g. private and public).
+        **profile_options: options of ``fisher_mi.profile`` for ``rule``.
+
+    Returns:
+        ``(plan, profile)``: plan None trains every layer; profile None unless a rule ran.
+    """
+    if plan is not None:
+        if rule is not None or cutoff is not None:
+            raise ConfigError("--plan is a finished plan; give it alone, or --rule/--cutoff")
+        return (plan if isinstance(plan, FreezePlan) else FreezePlan.load(plan)), None
+    if rule is None:
+        if rule_params:
+            raise ConfigError("--param sets a parameter of --rule; give --rule NAME too")
+        return (None if cutoff is None else prefix_plan(model, cutoff, bn_stats=bn_stats)), None
+    if not datasets:
+        raise ConfigError(f"rule {rule!r} plans from a Fisher profile: pass the datasets")
+    made, run = plan_by_rule(
+        model,
+        datasets,
+        rule=rule,
+        cutoff=cutoff,
+        rule_params=rule_params,
+        bn_stats=bn_stats,
+        **profile_options,
+    )
+    return made, run

@@ -9,12 +9,15 @@ model), and Fisher values are finite and non-negative.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from fisher_mi.errors import ConfigError
+from fisher_mi.errors import ConfigError, DataError
+from fisher_mi.io import read_table
 
 PRIVATE = "private"
 PUBLIC = "public"
@@ -44,8 +47,7 @@ def check_table(table: pd.DataFrame) -> pd.DataFrame:
     if table.empty:
         raise ConfigError(f"the Fisher table has no rows; {REMAKE}")
     for column in NUMERIC_COLUMNS:
-        if not pd.api.types.is_numeric_dtype(table[column]):
-            raise ConfigError(f"the Fisher table's {column!r} column is not numeric; {REMAKE}")
+        _check_numeric(table, column)
     for column in FISHER_COLUMNS:
         _check_non_negative(table, column)
     small = table[table["n_params"] < 1]
@@ -58,6 +60,19 @@ def check_table(table: pd.DataFrame) -> pd.DataFrame:
     _check_one_row_per_layer_and_split(table)
     _check_same_layers(table)
     return table.sort_values(["split", "depth"], kind="stable").reset_index(drop=True)
+
+
+def _check_numeric(table: pd.DataFrame, column: str) -> None:
+    """Refuse a column with a cell that is not a number, naming the first such row."""
+    if pd.api.types.is_numeric_dtype(table[column]):
+        return
+    parsed = pd.to_numeric(table[column], errors="coerce")
+    position = int(np.flatnonzero(parsed.isna().to_numpy())[0]) if parsed.isna().any() else 0
+    row = table.iloc[position]
+    raise ConfigError(
+        f"the Fisher table's {column!r} is {row[column]!r}, not a number, in row {position + 1} "
+        f"(layer {row.get('layer')!r}, split {row.get('split')!r}); {REMAKE}"
+    )
 
 
 def _check_non_negative(table: pd.DataFrame, column: str) -> None:
@@ -104,6 +119,26 @@ def _check_same_layers(table: pd.DataFrame) -> None:
         )
 
 
+def read_fisher_table(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """Read a Fisher table from CSV; a missing path, a folder or an unreadable file is one
+    ``DataError`` naming it (the rules check the table's contents: ``check_table``)."""
+    source = Path(path)
+    if source.is_dir():
+        raise DataError(
+            f"Fisher table {source} is a folder; give the table itself, e.g. "
+            f"{source / 'fisher.csv'}"
+        )
+    if not source.is_file():
+        raise DataError(f"Fisher table {source} does not exist; {REMAKE}")
+    try:
+        return read_table(source)
+    except (ValueError, UnicodeDecodeError) as err:  # pandas parser errors are ValueErrors
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise DataError(
+            f"Fisher table {source} is not a readable CSV ({reason}); {REMAKE}"
+        ) from None
+
+
 def layer_names(table: pd.DataFrame) -> list[str]:
     """Layer names in depth order (of a table that passed ``check_table``)."""
     first = table[table["split"] == table["split"].iloc[0]]
@@ -117,10 +152,12 @@ def layer_column(table: pd.DataFrame, column: str) -> np.ndarray:
 
 
 def splits(table: pd.DataFrame) -> list[str]:
+    """The table's split names, sorted."""
     return sorted(table["split"].unique())
 
 
 def has_split(table: pd.DataFrame, split: str) -> bool:
+    """Whether the table has rows of ``split``."""
     return bool((table["split"] == split).any())
 
 

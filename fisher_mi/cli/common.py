@@ -1,0 +1,57 @@
+"""What several commands do alike: load data at a model's input shape, profile and write."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+from torch.utils.data import Dataset
+
+from fisher_mi.data import load_dataset
+from fisher_mi.distributed import is_main_process, world_size
+from fisher_mi.fisher import ProfileRun, profile_splits, summary
+from fisher_mi.models import arch_of
+from fisher_mi.report import write_profile
+
+
+def say(message: str) -> None:
+    """Print on rank 0 only: under torchrun every process runs the same command."""
+    if is_main_process():
+        print(message)
+
+
+def percent(value: float | None) -> str:
+    """``0.5`` -> ``50.00%``; None -> ``n/a``."""
+    return "n/a" if value is None else f"{100 * value:.2f}%"
+
+
+def load_for(model: nn.Module, spec: str, split: str) -> Dataset:
+    """A split of ``spec`` resized and converted to the model's input shape, when known."""
+    channels, size, _ = getattr(model, "input_shape", (None, None, None))
+    return load_dataset(spec, split, image_size=size, channels=channels)
+
+
+def arch_record(model: nn.Module) -> dict[str, Any] | None:
+    """The model's architecture and its arguments, for run records (None: not ours)."""
+    spec = arch_of(model)
+    return {"name": spec.name, "kwargs": dict(spec.kwargs)} if spec else None
+
+
+def write_run(run: ProfileRun, out: Path, record: Mapping[str, Any]) -> list[Path]:
+    """Write a profile (rank 0 only), print its summary; return the files written."""
+    if not is_main_process():  # under torchrun every rank holds the same table; rank 0 writes
+        return []
+    paths = write_profile(run, out, record={**record, "processes": world_size()})
+    say(summary(run.table))
+    say(f"wrote {', '.join(str(p) for p in paths.values())} ({run.seconds:.1f} s)")
+    return list(paths.values())
+
+
+def profile_sources(
+    model: nn.Module, sources: Mapping[str, str], options: Mapping[str, Any]
+) -> ProfileRun:
+    """Profile ``model`` on each split named in ``sources`` (split -> data spec)."""
+    datasets = {split: load_for(model, spec, split) for split, spec in sources.items()}
+    return profile_splits(model, datasets, **options, progress=True)

@@ -1,0 +1,85 @@
+"""``fisher-mi plan``: choose which layers to freeze for fine-tuning, from a Fisher table."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from fisher_mi.cli.commands import Command, register_command
+from fisher_mi.cli.options import add_arch_option
+from fisher_mi.models import load_model
+from fisher_mi.plan import BN_STATS, RULES, parse_params, plan_freeze, read_fisher_table
+from fisher_mi.report import plot_freeze_plan
+from fisher_mi.rundir import check_listed
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The table, the rule and its parameters, an override, and where the plan goes."""
+    parser.add_argument("table", type=Path, help="fisher.csv written by `fisher-mi profile`")
+    parser.add_argument(
+        "--rule", default="auto", help=f"cutoff rule (known: {', '.join(RULES.names())})"
+    )
+    parser.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a parameter of the rule, e.g. p=0.8, last=2, threshold=0.5 (repeatable)",
+    )
+    parser.add_argument(
+        "--cutoff",
+        type=int,
+        default=None,
+        help="override the rule: freeze the layers with depth < K (the rule's scores are kept)",
+    )
+    parser.add_argument(
+        "--model",
+        type=Path,
+        default=None,
+        help="checkpoint the table was profiled from (rule rgn reads its parameter norms)",
+    )
+    add_arch_option(parser, help="architecture of a foreign --model")
+    parser.add_argument(
+        "--bn-stats",
+        default="frozen",
+        choices=BN_STATS,
+        help="running statistics of frozen BatchNorm layers during fine-tuning",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="plan file (default: plan.json beside the table); the figure goes beside it (.png)",
+    )
+
+
+def plan_path(args: argparse.Namespace) -> Path:
+    """``--out``, or ``plan.json`` beside the table."""
+    return args.out if args.out is not None else args.table.parent / "plan.json"
+
+
+def run(args: argparse.Namespace) -> list[Path]:
+    """Read the table, plan, write ``plan.json`` and its figure."""
+    table = read_fisher_table(check_listed(args.table))
+    params = parse_params(args.param)
+    if args.model is not None:
+        params["model"] = load_model(check_listed(args.model), arch=args.arch)
+    plan = plan_freeze(table, rule=args.rule, cutoff=args.cutoff, bn_stats=args.bn_stats, **params)
+    out = plan_path(args)
+    written = [plan.save(out), plot_freeze_plan(table, plan, out.with_suffix(".png"))]
+    print(plan.summary())
+    print(f"wrote {written[0]}, {written[1]}")
+    return written
+
+
+register_command(
+    Command(
+        name="plan",
+        help="choose which layers to freeze for fine-tuning, from a Fisher table",
+        add_arguments=add_arguments,
+        run=run,
+        output="file",
+        out_of=plan_path,
+        outputs=lambda args: (plan_path(args), plan_path(args).with_suffix(".png")),
+    )
+)

@@ -1,0 +1,208 @@
+"""``fisher-mi train``: from scratch, or pre-trained on public data and fine-tuned under a plan."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from fisher_mi.cli.commands import Command, register_command
+from fisher_mi.cli.common import load_for, percent, say, write_run
+from fisher_mi.cli.options import (
+    FISHER_OPTIONS,
+    RUN_OPTIONS,
+    TRAIN_OPTIONS,
+    add_arch_option,
+    add_data_option,
+    add_group,
+    add_out_option,
+    positive_int,
+    train_config,
+    values,
+)
+from fisher_mi.data import load_dataset
+from fisher_mi.distributed import init_from_environment, is_main_process
+from fisher_mi.errors import ConfigError
+from fisher_mi.models import build_model
+from fisher_mi.plan import BN_STATS, RULES, FreezePlan, parse_params, training_plan
+from fisher_mi.rundir import check_listed
+from fisher_mi.training import CHECKPOINT, TrainConfig, load_init, pretrain_public, train
+
+DESCRIPTION = (
+    "Train from scratch (the baseline), or start from --init and/or pre-train on --public, then "
+    "fine-tune on the private data under --plan, --cutoff or --rule. Writes model.pt (best "
+    "epoch on a validation hold-out), history.csv, plan.json and checkpoint.pt into --out; "
+    "prints the private-test accuracy."
+)
+# Fisher options of `train --rule`: the training batch size is the profiling batch size too,
+# and a plan covers every layer (so no --trainable-only).
+RULE_FISHER_SKIP = ("batch_size", "trainable_only")
+RULE_FISHER_OPTIONS = tuple(o for o in FISHER_OPTIONS if o.dest not in RULE_FISHER_SKIP)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Data, architecture, the pre-training and plan sources, training and run options."""
+    add_data_option(parser, help="private data spec")
+    add_arch_option(parser, help="architecture", required=True)
+    parser.add_argument(
+        "--public",
+        default=None,
+        metavar="SPEC",
+        help="pre-train on this spec's public split first (its own head), then swap in a "
+        "fresh head for the private classes",
+    )
+    parser.add_argument(
+        "--pretrain-epochs", type=positive_int, default=None, help="default: --epochs"
+    )
+    parser.add_argument(
+        "--init",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="start from a local pre-trained file (state dict or fisher_mi checkpoint)",
+    )
+    parser.add_argument(
+        "--init-partial",
+        action="store_true",
+        help="load only the tensors of --init that match (by name and shape)",
+    )
+    parser.add_argument("--plan", type=Path, default=None, help="plan.json from `fisher-mi plan`")
+    parser.add_argument("--cutoff", type=int, default=None, help="freeze the layers with depth < K")
+    parser.add_argument(
+        "--rule",
+        default=None,
+        help="profile the (pre-trained) model on private and public data and plan with this "
+        f"rule (known: {', '.join(RULES.names())}); --cutoff then overrides its choice",
+    )
+    parser.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a parameter of --rule, e.g. p=0.8 (repeatable)",
+    )
+    parser.add_argument("--bn-stats", default="frozen", choices=BN_STATS)
+    add_group(parser, TRAIN_OPTIONS)
+    add_group(parser, RULE_FISHER_OPTIONS, rename={"max_samples": "--profile-samples"})
+    add_group(parser, RUN_OPTIONS)
+    add_out_option(parser, help="run folder")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out")
+
+
+def _resuming(args: argparse.Namespace, folder: Path) -> bool:
+    """Resume a stage whose checkpoint exists; start a stage the interrupted run never began."""
+    return args.resume and (folder / CHECKPOINT).is_file()
+
+
+def _plan(
+    args: argparse.Namespace,
+    model: torch.nn.Module,
+    private: torch.utils.data.Dataset,
+    config: TrainConfig,
+) -> tuple[FreezePlan | None, list[Path]]:
+    """The plan from --plan, --rule (profiling the model first) or --cutoff; the files written."""
+    datasets = None
+    if args.rule is not None:
+        datasets = {
+            "private": private,
+            "public": load_for(model, args.public or args.data, "public"),
+        }
+    fisher = values(args, RULE_FISHER_OPTIONS)
+    plan, run = training_plan(
+        model,
+        plan=check_listed(args.plan) if args.plan is not None else None,
+        rule=args.rule,
+        cutoff=args.cutoff,
+        rule_params=parse_params(args.param),
+        bn_stats=args.bn_stats,
+        datasets=datasets,
+        **fisher,
+        batch_size=config.batch_size,
+        device=config.device,
+        num_workers=config.num_workers,
+        seed=config.seed,
+        progress=True,
+    )
+    if run is None:
+        return plan, []
+    record = {"command": "train --rule", "arch": args.arch, "data": args.data}
+    written = write_run(run, args.out, record)
+    if plan is not None:
+        say(plan.summary())
+    return plan, written
+
+
+def _pretrain(
+    args: argparse.Namespace, model: torch.nn.Module, config: TrainConfig, classes: int
+) -> tuple[torch.nn.Module, list[Path]]:
+    """Pre-train on --public (its own head), then swap in a head for the private classes."""
+    public = load_for(model, args.public, "public")
+    stage = args.out / "pretrain"
+    say(f"pre-training {args.arch} on {args.public} public ({len(public)} images)")
+    model, result = pretrain_public(
+        model,
+        public,
+        num_classes=classes,
+        config=replace(config, epochs=args.pretrain_epochs or config.epochs),
+        out=stage,
+        resume=_resuming(args, stage),
+        progress=is_main_process(),
+    )
+    say(
+        f"pre-trained: best epoch {result.best_epoch}, public validation accuracy "
+        f"{percent(result.validation_accuracy)}; head replaced for {classes} classes"
+    )
+    return model, list(result.files.values())
+
+
+def run(args: argparse.Namespace) -> list[Path]:
+    """Build (and pre-train) the model, plan, fine-tune; return the files written."""
+    stages = [args.out / "pretrain", args.out] if args.public else [args.out]
+    if args.resume and not any(_resuming(args, folder) for folder in stages):
+        raise ConfigError(f"nothing to resume: {args.out} holds no {CHECKPOINT}; drop --resume")
+    config = train_config(args, device=init_from_environment(args.device))
+    torch.manual_seed(args.seed)  # the initial weights and the fresh head
+    private_classes = load_dataset(args.data, "private").num_classes
+    first = load_dataset(args.public, "public").num_classes if args.public else private_classes
+    model = build_model(args.arch, num_classes=first)
+    if args.init is not None:
+        loaded = load_init(model, check_listed(args.init), partial=args.init_partial)
+        say(f"--init: loaded {loaded} of {len(model.state_dict())} tensors from {args.init}")
+    private, test = (load_for(model, args.data, split) for split in ("private", "private-test"))
+    written: list[Path] = []
+    if args.public:
+        model, written = _pretrain(args, model, config, private_classes)
+    plan, profiled = _plan(args, model, private, config)
+    say(f"training {args.arch} on {args.data} private ({len(private)} images)")
+    result = train(
+        model,
+        private,
+        config=config,
+        test=test,
+        plan=plan,
+        out=args.out,
+        resume=_resuming(args, args.out),
+        progress=is_main_process(),
+    )
+    say(result.history.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    say(
+        f"best epoch {result.best_epoch} (validation accuracy "
+        f"{percent(result.validation_accuracy)}); private-test accuracy "
+        f"{percent(result.test_accuracy)}; frozen {result.plan.cutoff} of "
+        f"{len(result.plan.layers)} layers"
+    )
+    say(f"wrote {', '.join(str(path) for path in result.files.values())}")
+    return [*written, *profiled, *result.files.values()]
+
+
+register_command(
+    Command(
+        name="train",
+        help="train a classifier: from scratch, or pre-trained and fine-tuned under a freeze plan",
+        add_arguments=add_arguments,
+        run=run,
+        description=DESCRIPTION,
+    )
+)
