@@ -14,7 +14,7 @@ import os
 import pickle
 import re
 import tempfile
-import zipfile
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
@@ -107,35 +107,55 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Any:
     return payload
 
 
+PROTOCOL_WARNING = "Detected pickle protocol"  # torch's warning on old-protocol pickles
+
+
 def _torch_load(source: Path) -> Any:
-    """``torch.load(weights_only=True)`` of ``source``, each failure as one CheckpointError."""
+    """``torch.load(weights_only=True)`` of ``source``, each failure as one CheckpointError.
+
+    A damaged or foreign file can make torch's readers fail in any way (the weights-only
+    unpickler raises IndexError, KeyError, struct.error, AssertionError... on short or text
+    files), so every exception is turned into one line naming the file and what was expected.
+    """
     if not source.exists():
         raise CheckpointError(f"checkpoint {source} does not exist; check the path")
     if not source.is_file():
         raise CheckpointError(f"checkpoint {source} is not a file; give the checkpoint file itself")
     try:
-        return torch.load(source, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # a text file reads as pickle protocol 0: no news
+            warnings.filterwarnings("ignore", PROTOCOL_WARNING, UserWarning)
+            return torch.load(source, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        message = str(err)
-        if "GLOBAL" in message:
-            blocked = re.search(r"GLOBAL (\S+)", message)
-            culprit = f" ({blocked.group(1)})" if blocked else ""
-            raise UnsafeCheckpointError(
-                f"checkpoint {source} holds a pickled Python object{culprit}, not just tensors, "
-                "and was refused because loading it could run code; re-save it as a plain state "
-                "dict (torch.save(model.state_dict(), path)) in a trusted environment"
-            ) from None
+        raise _refused(source, err) from None
+    except Exception as err:
         raise CheckpointError(
-            f"checkpoint {source} is not a readable torch file (corrupt or another format); "
+            f"checkpoint {source} cannot be read as a torch file ({_first_sentence(err)}); "
             "check that it is a complete torch.save file"
         ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
-        text = str(err).strip()
-        first_sentence = text.splitlines()[0].split(". ")[0] if text else type(err).__name__
-        raise CheckpointError(
-            f"checkpoint {source} cannot be read as a torch file ({first_sentence}); "
-            "check that it is a complete torch.save file"
-        ) from None
+
+
+def _refused(source: Path, err: pickle.UnpicklingError) -> CheckpointError:
+    """The weights-only unpickler's refusal: unsafe when it blocked a global (code), else the
+    file is no pickle torch can read."""
+    message = str(err)
+    if "GLOBAL" in message:
+        blocked = re.search(r"GLOBAL (\S+)", message)
+        culprit = f" ({blocked.group(1)})" if blocked else ""
+        return UnsafeCheckpointError(
+            f"checkpoint {source} holds a pickled Python object{culprit}, not just tensors, "
+            "and was refused because loading it could run code; re-save it as a plain state "
+            "dict (torch.save(model.state_dict(), path)) in a trusted environment"
+        )
+    return CheckpointError(
+        f"checkpoint {source} is not a readable torch file (corrupt or another format); "
+        "check that it is a complete torch.save file"
+    )
+
+
+def _first_sentence(err: Exception) -> str:
+    """The first sentence of an exception's message on one line, or its type's name."""
+    text = str(err).strip()
+    return text.splitlines()[0].split(". ")[0] if text else type(err).__name__
 
 
 def stored_elements(tensor: torch.Tensor) -> int:
