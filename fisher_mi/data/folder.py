@@ -8,7 +8,8 @@ files>`` with ``<split>`` among ``private``, ``private-test``, ``public``.
   the ones present. Otherwise ROOT is one flat set of identities that answers every split
   name, so ``--also inverted=folder:runs/gmi/images`` serves whichever split is asked for.
 * Images: every non-hidden regular file Pillow can open, recognised by content (a ``.png``
-  holding JPEG bytes is read as JPEG); other files are skipped with one logged warning.
+  holding JPEG bytes is read as JPEG); other files, decompression bombs included (over
+  twice ``PIL.Image.MAX_IMAGE_PIXELS``), are skipped with one logged warning.
   Files are read in ``sorted()`` name order.
 * Labels: if every identity folder name is a non-negative integer, the label is that integer
   (attacks save reconstructions as ``ROOT/<target class>/...`` and some classes may be
@@ -130,7 +131,8 @@ def index_tree(tree: Path) -> tuple[list[tuple[Path, int]], list[str]]:
                 skipped.append(path)
     if skipped:
         logger.warning(
-            "skipped %d file(s) under %s that Pillow cannot read as images, e.g. %s",
+            "skipped %d file(s) under %s that Pillow cannot read as images (or that exceed "
+            "PIL.Image.MAX_IMAGE_PIXELS), e.g. %s",
             len(skipped),
             tree,
             skipped[0],

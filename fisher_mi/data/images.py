@@ -6,6 +6,12 @@ first, then an optional resize of the whole image (FaceScrub's 64 x 64 base), th
 (a fixed box such as the MI literature's CelebA box ``(35, 55, 143, 163)``, or a
 :class:`CentreCrop` sized from the image), then Pillow's bilinear resize, then ``/ 255`` into
 float32 ``C x H x W`` in [0, 1] (no mean/std normalisation).
+
+Grey images wider than 8 bits (16-bit PNG, TIFF and PGM, float TIFF) are not converted to
+``"L"``: Pillow's conversion clips integers to 255 and truncates floats, so a 16-bit image
+would read as all white and a float one as all black. They are divided by their white level
+(:data:`WHITE_LEVELS`) into a float image (mode ``"F"``, resized without quantisation) and
+values outside ``[0, white]`` are refused rather than guessed at.
 """
 
 from __future__ import annotations
@@ -21,6 +27,26 @@ from PIL import Image, UnidentifiedImageError
 from fisher_mi.errors import ConfigError, DataError
 
 CHANNEL_MODES = {1: "L", 3: "RGB"}
+EIGHT_BIT_WHITE = 255
+
+WHITE_LEVELS = {
+    "I;16": 65535,
+    "I;16L": 65535,
+    "I;16B": 65535,
+    "I;16N": 65535,
+    "I": 65535,
+    "F": 1,
+}
+"""The value of white in each grey mode wider than 8 bits; pixels are divided by it.
+
+The ``I;16`` modes are 16-bit files (PNG, TIFF). Mode ``I`` (32-bit signed) is what Pillow
+makes of 16-bit PGM/PPM files, already scaled from their maxval to 0..65535, so 65535 is its
+white too; a true 32-bit image (values beyond 65535, or negative) has no known white level,
+and dividing by the type's 2^31 - 1 would make it black, so it is refused. Mode ``F`` is taken
+as already in [0, 1], the convention of float image files; other ranges (0..255 floats, HDR,
+depth maps) are refused instead of being rescaled by their own extremes, which would make each
+image's brightness depend on its content.
+"""
 
 Box = tuple[int, int, int, int]
 """A crop box ``(left, upper, right, lower)`` in Pillow's convention."""
@@ -53,22 +79,38 @@ def open_image(path: str | Path) -> Image.Image:
     Decoding eagerly (``load()``) closes the file at once and makes a truncated or corrupt
     file fail here, with its path, rather than somewhere inside a DataLoader worker.
 
+    A file whose header claims more than twice ``PIL.Image.MAX_IMAGE_PIXELS`` pixels (a
+    decompression bomb: a few bytes that would decode to gigabytes) is refused like any other
+    unreadable file.
+
     Raises:
-        DataError: the file is missing or Pillow cannot identify or decode it.
+        DataError: the file is missing, Pillow cannot identify or decode it, or it is a
+            decompression bomb.
     """
     try:
         with Image.open(path) as image:
             image.load()
     except FileNotFoundError:
         raise DataError(f"image {path} does not exist; check the path") from None
+    except Image.DecompressionBombError as err:
+        raise DataError(
+            f"image {path} is too large to decode safely ({first_line(err)}); raise "
+            "PIL.Image.MAX_IMAGE_PIXELS if you trust the file, else remove it"
+        ) from None
     except UnidentifiedImageError:
         raise DataError(
             f"{path} is not an image format Pillow recognises; replace or remove the file"
         ) from None
     except (OSError, ValueError) as err:
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise DataError(f"cannot read image {path} ({reason}); replace or remove the file") from err
+        raise DataError(
+            f"cannot read image {path} ({first_line(err)}); replace or remove the file"
+        ) from err
     return image
+
+
+def first_line(err: Exception) -> str:
+    """The first line of an exception's message, or its class name if it has none."""
+    return str(err).splitlines()[0] if str(err) else type(err).__name__
 
 
 def check_size(size: int | tuple[int, int] | None) -> tuple[int, int] | None:
@@ -120,13 +162,17 @@ def image_to_tensor(
 ) -> torch.Tensor:
     """Convert, crop and resize a Pillow image into a float32 ``C x H x W`` tensor in [0, 1].
 
+    Pixels are ``value / white``: ``white`` is 255 for 8-bit images and the mode's entry in
+    :data:`WHITE_LEVELS` for wider grey ones (16-bit: 65535; float: 1).
+
     Args:
         image: any Pillow image.
         size: output ``(height, width)`` (the tensor's order, not Pillow's ``(width, height)``);
             an int means a square; None keeps the (cropped) size. Resizing is Pillow's
             ``Image.Resampling.BILINEAR``.
-        channels: 1 converts to grey ``"L"``, 3 to ``"RGB"``; None keeps grey images (with or
-            without alpha) grey and converts everything else, palette images included, to RGB.
+        channels: 1 converts to grey ``"L"``, 3 to ``"RGB"`` (a wide grey image repeats its
+            grey); None keeps grey images (with or without alpha, any depth) grey and converts
+            everything else, palette images included, to RGB.
         crop: optional box ``(left, upper, right, lower)`` in Pillow's convention, or a
             :class:`CentreCrop` sized from the image, applied before the final resize.
         base_size: optional ``(height, width)`` (or int square) the whole image is resized to
@@ -134,22 +180,62 @@ def image_to_tensor(
 
     Raises:
         ConfigError: an invalid ``size``, ``base_size`` or ``channels``.
-        DataError: a crop box outside the image.
+        DataError: a crop box outside the image, or a wide grey image with values outside
+            ``[0, white]``.
     """
     hw = check_size(size)
     base = check_size(base_size)
-    grey = Image.getmodebase(image.mode) == "L"  # L, LA, 1, I, F; palette counts as colour
-    mode = CHANNEL_MODES[check_channels(channels) or (1 if grey else 3)]
-    image = image.convert(mode)  # first: Pillow resizes palette images with NEAREST only
+    grey = Image.getmodebase(image.mode) == "L"  # L, LA, 1, I, I;16, F; palette is colour
+    out_channels = check_channels(channels) or (1 if grey else 3)
+    image, white = _unit_mode(image, out_channels)
     image = _resize(image, base)
     if crop is not None:
         box = crop.box(*image.size) if isinstance(crop, CentreCrop) else crop
         check_crop(box, *image.size)
         image = image.crop(box)
     image = _resize(image, hw)
-    pixels = np.asarray(image, dtype=np.float32) / 255.0
+    pixels = np.asarray(image, dtype=np.float32) / white
     pixels = pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
+    if pixels.shape[0] != out_channels:  # a wide grey image asked for as RGB
+        pixels = np.repeat(pixels, out_channels, axis=0)
     return torch.from_numpy(np.ascontiguousarray(pixels))
+
+
+def _unit_mode(image: Image.Image, channels: int) -> tuple[Image.Image, float]:
+    """The image in the mode it is cropped and resized in, and the value of white there.
+
+    8-bit images (and colour of any depth, which Pillow decodes to 8 bits) are converted to
+    ``"L"``/``"RGB"`` first (Pillow resizes palette images with NEAREST only), white 255. Wide
+    grey images become mode ``"F"`` scaled to [0, 1] by :func:`unit_float_pixels`, white 1.
+    """
+    if image.mode not in WHITE_LEVELS:
+        return image.convert(CHANNEL_MODES[channels]), EIGHT_BIT_WHITE
+    return Image.fromarray(unit_float_pixels(image)), 1.0
+
+
+def unit_float_pixels(image: Image.Image) -> np.ndarray:
+    """A wide grey image's pixels divided by its mode's white level: float32 in [0, 1].
+
+    The quotient is taken in float64 and rounded to float32: the same float32 as a correctly
+    rounded float32 division (rounding twice is harmless for a quotient, 53 >= 2 * 24 + 2
+    bits), so a stored 32768 comes back as exactly ``float32(32768 / 65535)``.
+
+    Raises:
+        DataError: a value outside ``[0, white]`` (or NaN): the image's scale is unknown.
+    """
+    white = WHITE_LEVELS[image.mode]
+    values = np.asarray(image, dtype=np.float64)
+    if not np.all((values >= 0) & (values <= white)):  # NaN fails both comparisons
+        found = (
+            "NaN values"
+            if np.isnan(values).any()
+            else f"values from {values.min():g} to {values.max():g}"
+        )
+        raise DataError(
+            f"mode {image.mode} image has {found}, outside [0, {white}]; "
+            "save it as 8- or 16-bit integers, or floats in [0, 1]"
+        )
+    return (values / white).astype(np.float32)
 
 
 def _resize(image: Image.Image, hw: tuple[int, int] | None) -> Image.Image:

@@ -30,11 +30,16 @@ def visible(path: Path) -> bool:
 
 
 def is_image(path: Path) -> bool:
-    """Whether Pillow recognises the file's content (reads the header only, not the pixels)."""
+    """Whether Pillow recognises the file's content (reads the header only, not the pixels).
+
+    A decompression bomb (a header claiming more than twice ``PIL.Image.MAX_IMAGE_PIXELS``
+    pixels) is not an image here: it cannot be decoded safely, so a loader skips it like a
+    file Pillow cannot read.
+    """
     try:
         with Image.open(path):
             return True
-    except (OSError, ValueError):
+    except (OSError, ValueError, Image.DecompressionBombError):
         return False
 
 
