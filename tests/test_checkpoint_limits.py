@@ -18,10 +18,10 @@ import pytest
 import torch
 from torch import Tensor
 
+from fisher_mi.data.labels import MAX_CLASSES
 from fisher_mi.errors import CheckpointError
 from fisher_mi.io import load_checkpoint
 from fisher_mi.models import build_model, load_model
-from fisher_mi.models.registry import MAX_CLASSES
 
 HUGE = 10**9
 HEADROOM = 4 * 2**30  # bytes of address space a load may add: far above a 4 MB model
@@ -69,32 +69,41 @@ def own_format(state: dict[str, Tensor], num_classes: int) -> dict[str, Any]:
 
 HOSTILE: list[Any] = [
     pytest.param(
-        lambda: mcnn_state(**expanded_head()), {}, ("fc_layer.weight", "256 stored"),
+        lambda: mcnn_state(**expanded_head()),
+        {},
+        ("fc_layer.weight", "256 stored"),
         id="expanded-head-recognised",
     ),
     pytest.param(
         lambda: {"state_dict": {f"module.{k}": v for k, v in expanded_head(512).items()}},
-        {"arch": "facenet64"}, ("fc_layer.weight", "expanded"),
+        {"arch": "facenet64"},
+        ("fc_layer.weight", "expanded"),
         id="expanded-head-arch-given",
     ),
     pytest.param(
-        lambda: own_format(mcnn_state(**expanded_head()), HUGE), {}, ("fc_layer.weight",),
+        lambda: own_format(mcnn_state(**expanded_head()), HUGE),
+        {},
+        ("fc_layer.weight",),
         id="own-format-expanded-head",
     ),
     pytest.param(
-        lambda: own_format(mcnn_state(), HUGE), {}, ("1000000000 classes", f"{MAX_CLASSES}"),
+        lambda: own_format(mcnn_state(), HUGE),
+        {},
+        ("1000000000 classes", f"{MAX_CLASSES}"),
         id="own-format-claims-1e9-classes",
     ),
     pytest.param(
         lambda: mcnn_state(
             **{"fc_layer.weight": torch.zeros(HUGE, 0), "fc_layer.bias": torch.zeros(0)}
         ),
-        {"arch": "mcnn"}, ("1000000000 classes", f"{MAX_CLASSES}"),
+        {"arch": "mcnn"},
+        ("1000000000 classes", f"{MAX_CLASSES}"),
         id="empty-head-claims-1e9-classes",
     ),
     pytest.param(
         lambda: mcnn_state(**{"feature.0.weight": torch.zeros(64, HUGE, 7, 0)}),
-        {"arch": "mcnn"}, ("feature.0.weight", "(64, 1000000000, 7, 0)"),
+        {"arch": "mcnn"},
+        ("feature.0.weight", "(64, 1000000000, 7, 0)"),
         id="empty-stem-claims-1e9-channels",
     ),
 ]
@@ -133,7 +142,8 @@ DENSE_OR_NOT: list[Any] = [
         lambda: torch.arange(4.0).as_strided((2, 3), (1, 1)), "6 values", id="overlapping-view"
     ),
     pytest.param(
-        lambda: torch.arange(10.0)[6:].as_strided((2, 3), (1, 1)), "6 values",
+        lambda: torch.arange(10.0)[6:].as_strided((2, 3), (1, 1)),
+        "6 values",
         id="overlapping-view-at-offset",
     ),
 ]

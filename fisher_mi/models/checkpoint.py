@@ -19,11 +19,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from fisher_mi.data.labels import MAX_CLASSES
 from fisher_mi.errors import ArchitectureMismatchError, CheckpointError, ConfigError
 from fisher_mi.io import load_checkpoint, save_checkpoint
 from fisher_mi.models.registry import (
     ARCHITECTURES,
-    MAX_CLASSES,
     ArchEntry,
     build_model,
     require_arch,
@@ -128,7 +128,14 @@ def _is_own_format(payload: Any) -> bool:
 
 
 def _check_class_claim(source: Path, kwargs: Mapping[str, Any]) -> None:
-    """Refuse a file claiming fewer than 1 or more than ``MAX_CLASSES`` classes."""
+    """Refuse a file claiming fewer than 1 or more than ``MAX_CLASSES`` classes.
+
+    Shapes are read before anything is built, and a zero-size or expanded tensor claims any
+    size at no cost in the file: 4 MB claiming 10^9 classes would make ``build_model``
+    allocate a terabyte. The bound is the one the data readers use (``MAX_CLASSES``, above
+    every label set in use); a model with more classes loads when its count is given, since
+    the file's shapes must then match a count the caller chose.
+    """
     claimed = kwargs.get("num_classes")
     if claimed is not None and not 1 <= claimed <= MAX_CLASSES:
         raise CheckpointError(

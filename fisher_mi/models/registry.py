@@ -53,17 +53,6 @@ class ArchEntry:
 
 ARCHITECTURES: Registry[ArchEntry] = Registry("architecture")
 
-MAX_CLASSES = 100_000
-"""The most classes a checkpoint may claim, in its classifier's shape or its ``arch_kwargs``.
-
-Shapes are read from a file before anything is built, and a zero-size or expanded tensor can
-claim any size at no cost in the file: a 4 MB file claiming 10^9 classes would make
-``build_model`` allocate a terabyte. 100,000 is above every label set of the MI literature
-(CelebA's 10,177 identities, FaceScrub's 530) and of large face-recognition sets (MS-Celeb-1M's
-100k); a model with more classes loads when its count is given (``num_classes=`` of
-``load_model``), because the file's shapes must then match a count the caller chose.
-"""
-
 ARCH_ATTRIBUTE = "fisher_mi_arch"
 
 
