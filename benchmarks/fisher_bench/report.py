@@ -156,13 +156,14 @@ def table_lines(table: str, group: Group, on_gpu: bool, heading: str) -> list[st
 def group_lines(key: tuple[str, str, int], group: Group, depth: int) -> list[str]:
     """A (device, model, batch) group: its heading, size, repeats, rounding floor, tables."""
     device, model, batch = key
-    any_record = next(iter(group.values()))
-    n_params = any_record.get("n_params") and any_record["n_params"] / 1e6
+    # Any record that built the model knows its size (a timed-out one does not).
+    sized = next((r for r in group.values() if r.get("n_params")), {})
+    n_params = sized.get("n_params") and sized["n_params"] / 1e6
     lines = [
         "",
         f"{'#' * depth} {model}, batch {batch} ({device})",
         "",
-        f"{fmt(n_params, '.2f')}M parameters in {any_record.get('n_layers') or '—'} layers; "
+        f"{fmt(n_params, '.2f')}M parameters in {sized.get('n_layers') or '—'} layers; "
         f"{distinct(group.values(), 'repeats')} timed repeats.{rounding_floor(group)}",
     ]
     for table in TABLES:
