@@ -28,7 +28,15 @@ from fisher_mi.errors import ConfigError
 from fisher_mi.models import build_model
 from fisher_mi.plan import BN_STATS, RULES, FreezePlan, parse_params, training_plan
 from fisher_mi.rundir import check_listed
-from fisher_mi.training import CHECKPOINT, TrainConfig, load_init, pretrain_public, train
+from fisher_mi.training import (
+    CHECKPOINT,
+    ROLES,
+    Provenance,
+    TrainConfig,
+    load_init,
+    pretrain_public,
+    train,
+)
 
 DESCRIPTION = (
     "Train from scratch (the baseline), or start from --init and/or pre-train on --public, then "
@@ -46,6 +54,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Data, architecture, the pre-training and plan sources, training and run options."""
     add_data_option(parser, help="private data spec")
     add_arch_option(parser, help="architecture", required=True)
+    parser.add_argument(
+        "--role",
+        default="target",
+        choices=ROLES,
+        help="what the model is for: the attacked target, an evaluator of attacks, or a "
+        "surrogate (recorded in model.pt)",
+    )
     parser.add_argument(
         "--public",
         default=None,
@@ -89,6 +104,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_group(parser, RUN_OPTIONS)
     add_out_option(parser, help="run folder")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out")
+
+
+def _text(path: Path | None) -> str | None:
+    return None if path is None else str(path)
 
 
 def _resuming(args: argparse.Namespace, folder: Path) -> bool:
@@ -146,6 +165,7 @@ def _pretrain(
         public,
         num_classes=classes,
         config=replace(config, epochs=args.pretrain_epochs or config.epochs),
+        provenance=Provenance(data=args.public, init=_text(args.init)),
         out=stage,
         resume=_resuming(args, stage),
         progress=is_main_process(),
@@ -182,6 +202,13 @@ def run(args: argparse.Namespace) -> list[Path]:
         config=config,
         test=test,
         plan=plan,
+        provenance=Provenance(
+            data=args.data,
+            public=args.public,
+            role=args.role,
+            pretrained_on=args.public,
+            init=_text(args.init),
+        ),
         out=args.out,
         resume=_resuming(args, args.out),
         progress=is_main_process(),
