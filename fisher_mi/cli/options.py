@@ -80,7 +80,11 @@ class Option:
 
     def add_to(self, parser: argparse.ArgumentParser, *, flag: str | None = None) -> None:
         """Add the flag (optionally under another name) to ``parser``."""
-        parser.add_argument(flag or self.flag, dest=self.dest, **self.settings)
+        name = flag or self.flag
+        settings = dict(self.settings)
+        if settings.get("action") is None and "choices" not in settings:
+            settings.setdefault("metavar", name.lstrip("-").upper().replace("-", "_"))
+        parser.add_argument(name, dest=self.dest, **settings)
 
 
 def add_group(
