@@ -29,6 +29,7 @@ from fisher_mi.distributed import (
 from fisher_mi.errors import NonFiniteError
 from fisher_mi.models.outputs import logits_of
 from fisher_mi.training.config import TrainConfig
+from fisher_mi.training.norm_stats import recompute_batch_norm
 
 
 @dataclass
@@ -50,7 +51,10 @@ class EpochRunner:
     show: bool = False
 
     def train_epoch(self, data: Dataset, epoch: int, step: int) -> tuple[float, float, int]:
-        """One pass over ``data``, stopping early at ``config.max_steps`` in all.
+        """One pass over ``data``, stopping early at ``config.max_steps`` in all, then the
+        BatchNorm statistics recomputed over ``data`` with the weights reached
+        (``norm_stats``: the running averages lag the weights and keep part of their initial
+        values when an epoch has few steps).
 
         Returns the mean loss, the running accuracy (of the training batches, in train
         mode, as they went by; cheaper than a second pass) and the step count reached.
@@ -77,6 +81,13 @@ class EpochRunner:
                 break
         all_reduce_sum(totals)
         self._share_buffers()
+        recompute_batch_norm(
+            self.model,
+            data,
+            batch_size=config.batch_size,
+            device=self.device,
+            num_workers=config.num_workers,
+        )
         loss_sum, hits, seen = totals.tolist()
         return loss_sum / max(seen, 1), hits / max(seen, 1), step
 
