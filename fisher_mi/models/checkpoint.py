@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+import reprlib
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,8 @@ from fisher_mi.models.registry import (
 FORMAT = "fisher_mi/1"
 NESTING_KEYS = ("state_dict", "model_state_dict", "model", "net", "module")
 MAX_KEYS_SHOWN = 3
+REQUIRED_FIELDS = ("arch", "arch_kwargs", "state_dict")
+RESAVE = "re-save it with fisher_mi.save_model"
 
 
 def save_model(
@@ -123,8 +126,12 @@ def load_model(
 
 
 def _is_own_format(payload: Any) -> bool:
-    """A payload in fisher_mi's format: its ``format`` names fisher_mi."""
-    return isinstance(payload, Mapping) and str(payload.get("format", "")).startswith("fisher_mi/")
+    """A payload meant to be in fisher_mi's format: a dict whose ``format`` names fisher_mi
+    (this version, another, or a GAN file) or that holds our ``arch_kwargs`` key, so that a
+    damaged one is refused as such instead of being searched for a foreign state dict."""
+    return isinstance(payload, Mapping) and (
+        "arch_kwargs" in payload or str(payload.get("format", "")).startswith("fisher_mi")
+    )
 
 
 def _check_class_claim(source: Path, kwargs: Mapping[str, Any]) -> None:
@@ -148,16 +155,62 @@ def _check_class_claim(source: Path, kwargs: Mapping[str, Any]) -> None:
 def _read_own_format(
     source: Path, payload: Mapping[str, Any], arch: str | None
 ) -> tuple[str, dict[str, Any], Mapping[str, Tensor]]:
-    """Architecture name, keyword arguments and state dict of a fisher_mi checkpoint."""
-    if payload["format"] != FORMAT:
-        raise CheckpointError(
-            f"checkpoint {source} has format {payload['format']!r}, which this fisher_mi does "
-            f"not read (it reads {FORMAT}); use the fisher_mi version that wrote it"
-        )
-    missing = [key for key in ("arch", "arch_kwargs", "state_dict") if key not in payload]
-    if missing:
-        raise CheckpointError(f"checkpoint {source} lacks {', '.join(missing)}; re-save it")
+    """Architecture name, keyword arguments and state dict of a fisher_mi checkpoint, its
+    structure validated first (``_own_format_problem``) so nothing is built from a bad one."""
+    problem = _own_format_problem(payload, arch)
+    if problem is not None:
+        raise CheckpointError(f"checkpoint {source} {problem}")
     return arch or payload["arch"], dict(payload["arch_kwargs"]), payload["state_dict"]
+
+
+def _own_format_problem(payload: Mapping[str, Any], arch: str | None) -> str | None:
+    """The first structural defect of a fisher_mi checkpoint, as the end of a sentence that
+    starts with the file's name, or None: the format, the required fields, each field's
+    kind (``FIELDS``), the architecture (unless ``arch`` overrides it), the size keywords."""
+    found = payload.get("format")
+    if found != FORMAT:
+        return (
+            f"has format {_shown(found)}, which load_model does not read (it reads {FORMAT} "
+            "classifier checkpoints); use the fisher_mi version or the reader that wrote it"
+        )
+    missing = [key for key in REQUIRED_FIELDS if key not in payload]
+    if missing:
+        return f"lacks {', '.join(missing)}; {RESAVE}"
+    for key, (accepts, what) in FIELDS.items():
+        if key in payload and not accepts(payload[key]):
+            return f"has a malformed {key} ({_shown(payload[key])}): expected {what}; {RESAVE}"
+    if arch is None and payload["arch"] not in ARCHITECTURES:
+        return (
+            f"names architecture {_shown(payload['arch'])}, which this fisher_mi does not "
+            f"know; pass --arch NAME (known: {', '.join(ARCHITECTURES.names())})"
+        )
+    return _size_problem(ARCHITECTURES.get(arch or payload["arch"]), payload["arch_kwargs"])
+
+
+def _size_problem(entry: ArchEntry, kwargs: Mapping[str, Any]) -> str | None:
+    """The first size keyword (one read from shapes, e.g. ``num_classes``) in ``kwargs`` that
+    is not a whole number of at least 1, as in ``_own_format_problem``; or None."""
+    for name in entry.kwargs_from_state:
+        value = kwargs.get(name, 1)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            return (
+                f"has arch_kwargs {name}={_shown(value)}, not a whole number of at least 1; "
+                f"{RESAVE}"
+            )
+    return None
+
+
+def _shown(value: Any) -> str:
+    """A file's value in a one-line message: a short repr of a number or string, else the
+    type's name (a tensor's or a container's repr may run to many lines)."""
+    if value is None or isinstance(value, str | int | float):
+        return reprlib.repr(value)
+    return f"a {type(value).__name__}"
+
+
+def _is_kwargs(value: Any) -> bool:
+    """A dict of keyword arguments: names (strings) to values."""
+    return isinstance(value, Mapping) and all(isinstance(key, str) for key in value)
 
 
 def _is_state_dict(obj: Any) -> bool:
@@ -166,6 +219,15 @@ def _is_state_dict(obj: Any) -> bool:
         and len(obj) > 0
         and all(isinstance(key, str) and isinstance(value, Tensor) for key, value in obj.items())
     )
+
+
+FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "arch": (lambda value: isinstance(value, str), "an architecture name"),
+    "arch_kwargs": (_is_kwargs, "a dict of keyword arguments by name"),
+    "state_dict": (_is_state_dict, "a non-empty dict of tensors by parameter name"),
+    "meta": (lambda value: isinstance(value, Mapping), "a dict of plain values"),
+}
+"""Each field of our format: what accepts its value, and what that is in words."""
 
 
 def _find_state_dict(source: Path, payload: Any) -> Mapping[str, Tensor]:
