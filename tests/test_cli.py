@@ -13,7 +13,6 @@ import json
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from fisher_mi.data import find_shared_data, shared_data_skip_reason
 from fisher_mi.errors import CheckpointError
 from fisher_mi.io import read_table
 from fisher_mi.models import build_model, load_model, named_layers, save_model
+from tests.error_cases import ErrorCase, params
 
 # The public table contract written out, not imported: a check against the package's own
 # COLUMNS could not fail when the contract changes.
@@ -242,79 +242,68 @@ def _foreign_mcnn(tmp_path: Path) -> Path:
     return path
 
 
-@dataclass(frozen=True)
-class ErrorCase:
-    """``profile MODEL ARGS...`` that must fail with one line holding every fragment."""
-
-    args: tuple[str, ...]
-    says: tuple[str, ...]
-    model: Callable[[Path], Path]  # writes the MODEL file into a folder, returns its path
-
-
 def _saved(tmp_path: Path) -> Path:
     return save_mcnn(tmp_path / "model.pt")
 
 
+# ``profile MODEL ARGS...`` that must fail with one line; ``build`` writes MODEL, returns its path.
 ERROR_CASES = [
-    pytest.param(
-        ErrorCase(("--data", "digits"), ("nothing-here.pt", "does not exist"), _missing_model),
-        id="missing-model",
+    ErrorCase(
+        "missing-model",
+        ("--data", "digits"),
+        ("nothing-here.pt", "does not exist"),
+        build=_missing_model,
     ),
-    pytest.param(
-        ErrorCase(("--data", "faces"), ("'faces'", "mnist", "digits", "folder"), _saved),
-        id="unknown-dataset",
+    ErrorCase(
+        "unknown-dataset",
+        ("--data", "faces"),
+        ("'faces'", "mnist", "digits", "folder"),
+        build=_saved,
     ),
-    pytest.param(
-        ErrorCase(("--data", "digits"), ("unsafe.pt", "refused"), _unsafe_model),
-        id="unsafe-checkpoint",
+    ErrorCase(
+        "unsafe-checkpoint", ("--data", "digits"), ("unsafe.pt", "refused"), build=_unsafe_model
     ),
-    pytest.param(
-        ErrorCase(
-            ("--data", "digits", "--arch", "vgg_small"),
-            ("foreign.pt", "does not fit architecture 'vgg_small'", "'mcnn'"),
-            _foreign_mcnn,
-        ),
-        id="foreign-wrong-arch",
+    ErrorCase(
+        "foreign-wrong-arch",
+        ("--data", "digits", "--arch", "vgg_small"),
+        ("foreign.pt", "does not fit architecture 'vgg_small'", "'mcnn'"),
+        build=_foreign_mcnn,
     ),
-    pytest.param(
-        ErrorCase(
-            ("--data", "digits", "--also", "x=digits", "--also", "x=digits"),
-            ("'x'", "used twice"),
-            _saved,
-        ),
-        id="also-name-twice",
+    ErrorCase(
+        "also-name-twice",
+        ("--data", "digits", "--also", "x=digits", "--also", "x=digits"),
+        ("'x'", "used twice"),
+        build=_saved,
     ),
-    pytest.param(
-        ErrorCase(("--data", "digits", "--also", "public=digits"), ("'public'",), _saved),
-        id="also-name-of-a-split",
+    ErrorCase(
+        "also-name-of-a-split",
+        ("--data", "digits", "--also", "public=digits"),
+        ("'public'",),
+        build=_saved,
     ),
-    pytest.param(
-        ErrorCase(
-            ("--data", "folder:/does/not/exist"), ("/does/not/exist", "does not exist"), _saved
-        ),
-        id="folder-does-not-exist",
+    ErrorCase(
+        "folder-does-not-exist",
+        ("--data", "folder:/does/not/exist"),
+        ("/does/not/exist", "does not exist"),
+        build=_saved,
     ),
-    pytest.param(
-        ErrorCase(("--data", "digits", "--splits", ","), ("no splits",), _saved),
-        id="no-splits",
-    ),
+    ErrorCase("no-splits", ("--data", "digits", "--splits", ","), ("no splits",), build=_saved),
 ]
 
 
-@pytest.mark.parametrize("case", ERROR_CASES)
+@pytest.mark.parametrize("case", params(ERROR_CASES))
 def test_profile_error_is_one_line_and_exit_2(
     tmp_path: Path, case: ErrorCase, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    model = case.model(tmp_path)
-    argv = ["profile", str(model), *case.args, "--out", str(tmp_path / "out")]
+    model = case.build(tmp_path)
+    argv = ["profile", str(model), *case.call_args(tmp_path), "--out", str(tmp_path / "out")]
     assert main(argv) == 2
     captured = capsys.readouterr()
     lines = captured.err.splitlines()
     assert len(lines) == 1, captured.err
     assert lines[0].startswith("fisher-mi: error: ")
     assert "Traceback" not in captured.err + captured.out
-    for fragment in case.says:
-        assert fragment in lines[0], (fragment, lines[0])
+    case.assert_message(lines[0], tmp_path)
     assert not (tmp_path / "out").exists()
 
 
