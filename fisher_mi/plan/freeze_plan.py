@@ -80,6 +80,8 @@ class FreezePlan:
         return self.layers[self.cutoff :]
 
     def to_dict(self) -> dict[str, Any]:
+        """The plan as JSON-ready values, with the frozen and trained lists spelled out for
+        readers of ``plan.json`` (``from_dict`` checks they agree with layers and cutoff)."""
         return {
             "format": FORMAT,
             "rule": self.rule,
@@ -130,10 +132,12 @@ class FreezePlan:
         return plan
 
     def to_json(self) -> str:
+        """``to_dict`` as indented JSON text."""
         return json.dumps(self.to_dict(), indent=2) + "\n"
 
     @classmethod
     def from_json(cls, text: str) -> FreezePlan:
+        """Parse ``to_json``'s text; invalid JSON is one ``ConfigError`` naming the line."""
         try:
             data = json.loads(text)
         except json.JSONDecodeError as err:
