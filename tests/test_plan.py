@@ -537,6 +537,47 @@ def test_rgn_reads_parameter_norms_from_the_model(mcnn: nn.Module) -> None:
     assert from_model.scores == plan_freeze(table, rule="rgn", param_norms=norms).scores
 
 
+def _headless() -> nn.Module:
+    model = fisher_mi.build_model("mcnn", num_classes=5)
+    model.fc_layer = nn.Identity()
+    return model
+
+
+# Layer sizes by hand: mcnn's feature.0 is Conv2d(1, 64, 7), 64 * 1 * 49 + 64 = 3200 (3 input
+# channels: 64 * 3 * 49 + 64 = 9472); its fc_layer Linear(256, 5), 256 * 5 + 5 = 1285 (10
+# classes: 2570); vgg_small's feature.0 is Conv2d(3, 32, 3), 32 * 27 + 32 = 896, and vgg_small
+# has every layer name of mcnn (and more), so names alone cannot tell them apart.
+OTHER_MODELS = [
+    pytest.param(
+        lambda: fisher_mi.build_model("mcnn", num_classes=10),
+        "depth 6: layer 'fc_layer' with 2570 parameters in the model, layer 'fc_layer' with 1285",
+        id="more-classes",
+    ),
+    pytest.param(
+        lambda: fisher_mi.build_model("mcnn", in_channels=3),
+        "depth 0: layer 'feature.0' with 9472 parameters in the model, layer 'feature.0' with 3200",
+        id="more-input-channels",
+    ),
+    pytest.param(
+        lambda: fisher_mi.build_model("vgg_small", num_classes=5),
+        "depth 0: layer 'feature.0' with 896 parameters in the model, layer 'feature.0' with 3200",
+        id="other-architecture",
+    ),
+    pytest.param(
+        _headless, "depth 6: no layer in the model, layer 'fc_layer' with 1285", id="fewer-layers"
+    ),
+]
+
+
+@pytest.mark.parametrize(("make", "says"), OTHER_MODELS)
+def test_rgn_refuses_a_model_the_table_was_not_profiled_from(
+    mcnn: nn.Module, make: Callable[[], nn.Module], says: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        plan_freeze(table_for(mcnn), rule="rgn", model=make())
+    assert says in one_line(caught.value)
+
+
 # ---------------------------------------------------------------------------- figure
 
 
@@ -606,6 +647,17 @@ def test_cli_plan_rgn_reads_the_model(profiled: Path, tmp_path: Path) -> None:
     run = run_main(*argv, "--out", out)
     assert run.code == 0, run.stderr
     assert FreezePlan.load(out).params["param_norms"] == "model"
+
+
+def test_cli_plan_rgn_refuses_a_model_of_another_class_count(
+    profiled: Path, tmp_path: Path
+) -> None:
+    fisher_mi.save_model(fisher_mi.build_model("mcnn", num_classes=10), tmp_path / "other.pt")
+    argv = ["plan", profiled / "fisher.csv", "--rule", "rgn", "--model", tmp_path / "other.pt"]
+    run = run_main(*argv, "--out", tmp_path / "rgn.json")
+    assert run.code == 2 and run.stderr.count("\n") == 1
+    assert "layer 'fc_layer' with 2570 parameters in the model" in run.stderr
+    assert not (tmp_path / "rgn.json").exists()
 
 
 @pytest.mark.parametrize(

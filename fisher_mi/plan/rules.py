@@ -15,6 +15,7 @@ Rules never return cutoff = n_layers: a plan always fine-tunes at least the last
 
 from __future__ import annotations
 
+import itertools
 import math
 import numbers
 import re
@@ -257,7 +258,7 @@ def rgn(
     if not isinstance(norm_layers, bool):
         raise ConfigError(f"norm_layers must be true or false, got {norm_layers!r}")
     names = layer_names(table)
-    norms, source = _parameter_norms(names, model, param_norms)
+    norms, source = _parameter_norms(table, model, param_norms)
     trace = split_values(table, PRIVATE, "fisher_trace", rule="rgn")
     require_mass(trace, split=PRIVATE, rule="rgn")
     relative = np.sqrt(trace) / norms
@@ -279,17 +280,17 @@ def rgn(
 
 
 def _parameter_norms(
-    names: list[str], model: nn.Module | None, param_norms: Mapping[str, float] | None
+    table: pd.DataFrame, model: nn.Module | None, param_norms: Mapping[str, float] | None
 ) -> tuple[np.ndarray, str]:
     """||theta_l|| per layer in depth order, and where they came from (for the plan record)."""
+    names = layer_names(table)
     if (model is None) == (param_norms is None):
         raise ConfigError(
             "rule 'rgn' divides by parameter norms: pass the profiled model (model=..., or "
             "--model on the command line) or a param_norms mapping, exactly one of them"
         )
     if model is not None:
-        if not isinstance(model, nn.Module):
-            raise ConfigError(f"model must be a torch nn.Module, got {type(model).__name__}")
+        _require_table_layers(table, model)
         param_norms, source = layer_norms(model), "model"
     else:
         source = "given"
@@ -308,6 +309,32 @@ def _parameter_norms(
             "relative gradient norm is undefined; use rule 'mass' or 'fixed'"
         )
     return norms, source
+
+
+def _require_table_layers(table: pd.DataFrame, model: nn.Module) -> None:
+    """Refuse a model whose layers are not the table's: the same names with the same
+    parameter counts, in the same depth order.
+
+    rgn divides each layer's Fisher trace by that layer's norm in the model, matched by
+    name; a model of another architecture or class count can share the names (vgg_small
+    has every layer name of mcnn) and would give scores that mean nothing.
+    """
+    if not isinstance(model, nn.Module):
+        raise ConfigError(f"model must be a torch nn.Module, got {type(model).__name__}")
+    in_table = zip(layer_names(table), layer_column(table, "n_params").tolist(), strict=True)
+    in_model = [(layer.name, layer.n_params) for layer in named_layers(model)]
+    for depth, (ours, theirs) in enumerate(itertools.zip_longest(in_model, in_table)):
+        if ours != theirs:
+            raise ConfigError(
+                f"the model is not the one the Fisher table was profiled from; at depth {depth}: "
+                f"{_layer_words(ours)} in the model, {_layer_words(theirs)} in the table; pass "
+                "the profiled model (or param_norms)"
+            )
+
+
+def _layer_words(layer: tuple[str, int] | None) -> str:
+    """``layer 'fc_layer' with 1285 parameters``, or ``no layer``."""
+    return "no layer" if layer is None else f"layer {layer[0]!r} with {layer[1]} parameters"
 
 
 def layer_norms(model: nn.Module) -> dict[str, float]:
