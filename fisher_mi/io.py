@@ -58,10 +58,13 @@ def write_atomic(
 
 
 def write_text(path: str | os.PathLike[str], text: str) -> Path:
+    """Write ``text`` to ``path`` atomically (see ``atomic_path``); returns the path."""
     return write_atomic(path, lambda stream: stream.write(text), binary=False)
 
 
 def write_json(path: str | os.PathLike[str], obj: Any) -> Path:
+    """Write ``obj`` as indented JSON, atomically; values JSON lacks (paths, numpy scalars)
+    are written as their ``str``, so a record never fails to save."""
     return write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
 
 

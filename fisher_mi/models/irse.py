@@ -54,6 +54,11 @@ class BottleneckIR(nn.Module):
         )
 
     def forward(self, x: Tensor) -> Tensor:
+        """The unit's output, ``res_layer(x) + shortcut_layer(x)``: N x out x H/s x W/s.
+
+        Args:
+            x: N x in x H x W feature maps.
+        """
         return self.res_layer(x) + self.shortcut_layer(x)
 
 
@@ -126,6 +131,12 @@ class IRBackbone(nn.Module):
         evolve_init(self)
 
     def forward(self, x: Tensor) -> Tensor:
+        """The backbone's output: N x 512 x s x s maps (s = input size / 16), or with
+        ``embedding`` the N x 512 embeddings of the evoLVe head.
+
+        Args:
+            x: N x 3 x H x W images.
+        """
         x = self.body(self.input_layer(x))
         return x if self.output_layer is None else self.output_layer(x)
 
@@ -147,6 +158,14 @@ class FaceClassifier64(nn.Module):
         self.fc_layer = nn.Linear(self.feat_dim, num_classes)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """The tuple ``(features, logits)`` of the MI literature's targets.
+
+        Args:
+            x: N x 3 x 64 x 64 images in [0, 1].
+
+        Returns:
+            The N x 512 embeddings of the evoLVe head and the N x num_classes raw logits.
+        """
         features = self.output_layer(self.feature(x))
         return features, self.fc_layer(features)
 
@@ -210,5 +229,13 @@ class FaceNet(nn.Module):
         self.fc_layer = nn.Linear(self.feat_dim, num_classes)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """The tuple ``(features, logits)`` (the GMI original returns ``[logits]`` only).
+
+        Args:
+            x: N x 3 x 112 x 112 images in [0, 1].
+
+        Returns:
+            The N x 512 embeddings and the N x num_classes raw logits.
+        """
         features = self.feature(x)
         return features, self.fc_layer(features)

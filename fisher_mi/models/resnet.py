@@ -31,6 +31,11 @@ class BasicBlock(nn.Module):
             )
 
     def forward(self, x: Tensor) -> Tensor:
+        """ReLU(BN(conv(ReLU(BN(conv(x))))) + shortcut(x)): N x out x H/stride x W/stride.
+
+        Args:
+            x: N x in x H x W feature maps.
+        """
         identity = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
         return self.relu(self.bn2(self.conv2(out)) + identity)
@@ -91,5 +96,14 @@ class ResNet18(nn.Module):
         torchvision_init(self.feature)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """The tuple ``(features, logits)``, as the LOMMA / TL-DMI original returns.
+
+        Args:
+            x: N x 3 x 64 x 64 images in [0, 1].
+
+        Returns:
+            The N x 2048 flattened trunk maps (512 x 2 x 2, no pooling) and the
+            N x num_classes raw logits.
+        """
         features = torch.flatten(self.feature(x), 1)
         return features, self.fc_layer(features)

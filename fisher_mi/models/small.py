@@ -48,6 +48,15 @@ class MCNN(nn.Module):
         self.fc_layer = nn.Linear(self.feat_dim, num_classes)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """The tuple ``(features, logits)`` of the MI literature's targets.
+
+        Args:
+            x: N x in_channels x 32 x 32 images in [0, 1].
+
+        Returns:
+            The N x 256 features (the last block's 1 x 1 map, flattened) and the
+            N x num_classes raw logits.
+        """
         features = torch.flatten(self.feature(x), 1)
         return features, self.fc_layer(features)
 
@@ -89,5 +98,14 @@ class SmallVGG(nn.Module):
         self.fc_layer = nn.Linear(self.feat_dim, num_classes)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """The tuple ``(features, logits)``, as the VGG16 target it is shaped after.
+
+        Args:
+            x: N x in_channels x 64 x 64 images in [0, 1].
+
+        Returns:
+            The N x 4096 BatchNorm'd features (256 x 4 x 4, flattened) and the
+            N x num_classes raw logits.
+        """
         features = self.bn(torch.flatten(self.feature(x), 1))
         return features, self.fc_layer(features)

@@ -67,5 +67,14 @@ class VGG16(nn.Module):
         torchvision_init(self.feature)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """The tuple ``(features, logits)``, as the original ``forward`` returns.
+
+        Args:
+            x: N x 3 x 64 x 64 images in [0, 1].
+
+        Returns:
+            The N x 2048 BatchNorm'd features (512 x 2 x 2, flattened) and the
+            N x num_classes raw logits.
+        """
         features = self.bn(torch.flatten(self.feature(x), 1))
         return features, self.fc_layer(features)
