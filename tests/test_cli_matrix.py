@@ -234,3 +234,52 @@ def test_bad_numbers_are_usage_errors(
     assert stopped.value.code == 2
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert says in last and "_positive_int" not in last and "Traceback" not in last, last
+
+
+# ---------------------------------------------------------------------------- messages
+
+
+def _truncated_png_folder(root: Path) -> Path:
+    """``root/<identity>/<i>.png`` with one PNG cut in half: its header reads, its pixels not."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for identity in ("0", "1"):
+        (root / identity).mkdir(parents=True)
+        for i in range(2):
+            pixels = rng.integers(0, 256, (28, 28), dtype=np.uint8)
+            Image.fromarray(pixels, "L").save(root / identity / f"{i}.png")
+    broken = root / "1" / "1.png"
+    broken.write_bytes(broken.read_bytes()[: broken.stat().st_size // 2])
+    return root
+
+
+def test_worker_error_is_its_own_one_line_message(tmp_path: Path) -> None:
+    """An image that fails in a DataLoader worker: the worker's message, not its traceback."""
+    faces = _truncated_png_folder(tmp_path / "faces")
+    argv = ["profile", str(_model(tmp_path)), "--data", f"folder:{faces}", "--splits", "private"]
+    code, stderr = run([*argv, "--workers", "1", "--out", str(tmp_path / "out")])
+    _assert_one_line(code, stderr, "1.png", "truncated")
+    assert "DataLoader" not in stderr and "Original Traceback" not in stderr
+
+
+def test_demo_on_data_from_disk_says_it_runs_on_bundled_data(tmp_path: Path) -> None:
+    code, stderr = run(["demo", "--data", "folder:/x", "--out", str(tmp_path / "out")])
+    _assert_one_line(code, stderr, "bundled data", "'folder:/x'")
+
+
+def test_operating_system_error_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A disk that fills up while writing: the system's reason and the file, one line."""
+    import errno
+
+    import fisher_mi.report.profile as writer
+
+    def full(path: object, *args: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(writer, "write_table", full)
+    code, stderr = run(["profile", *VALID["profile"](tmp_path), "--out", str(tmp_path / "out")])
+    _assert_one_line(code, stderr, "No space left on device", "fisher.csv")
