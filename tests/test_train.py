@@ -169,8 +169,12 @@ def test_outputs_are_written_and_model_pt_describes_the_best_epoch(
     history = read_table(tmp_path / "history.csv")
     assert list(history.columns) == COLUMNS
     assert history["epoch"].tolist() == [1, 2]
-    best = int(history["epoch"][history["validation_accuracy"].idxmax()])  # first maximum
+    ranked = history.sort_values(
+        ["validation_accuracy", "validation_loss", "epoch"], ascending=[False, True, False]
+    )
+    best = int(ranked["epoch"].iloc[0])  # highest accuracy, then lowest loss, then latest
     assert result.best_epoch == best
+    assert history["kept"].tolist() == [epoch == best for epoch in history["epoch"]]
     meta = load_checkpoint(tmp_path / "model.pt")["meta"]
     assert meta["best_epoch"] == best
     assert meta["private_test_accuracy"] == pytest.approx(result.test_accuracy)

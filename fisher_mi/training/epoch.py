@@ -121,23 +121,28 @@ class EpochRunner:
         return loss.detach(), (logits.detach().argmax(dim=1) == y).sum()
 
     @torch.no_grad()
-    def accuracy(self, data: Dataset | None) -> float:
-        """Top-1 accuracy on ``data`` in eval mode (NaN without data). Each rank counts its
-        shard and the counts are summed, so every rank gets the same number."""
+    def evaluate(self, data: Dataset | None) -> tuple[float, float]:
+        """Top-1 accuracy and mean cross-entropy on ``data`` in eval mode (NaN, NaN without
+        data). Each rank sums over its shard and the sums are added up, so every rank gets
+        the same numbers."""
         if data is None:
-            return float("nan")
+            return float("nan"), float("nan")
         self.model.eval()
-        counts = torch.zeros(2, dtype=torch.float64, device=self.device)
+        sums = torch.zeros(3, dtype=torch.float64, device=self.device)  # hits, loss, samples
         batches = DataLoader(
             shard(data), batch_size=self.config.batch_size, num_workers=self.config.num_workers
         )
         for x, y in batches:
-            logits = logits_of(self.model(x.to(self.device)))
-            counts[0] += (logits.argmax(dim=1) == y.to(self.device)).sum()
-            counts[1] += len(y)
-        all_reduce_sum(counts)
+            logits = logits_of(self.model(x.to(self.device))).float()
+            y = y.to(self.device)
+            sums[0] += (logits.argmax(dim=1) == y).sum()
+            sums[1] += F.cross_entropy(logits, y, reduction="sum").double()
+            sums[2] += len(y)
+        all_reduce_sum(sums)
         self.model.train()
-        return float(counts[0] / counts[1]) if counts[1] else float("nan")
+        if not sums[2]:
+            return float("nan"), float("nan")
+        return float(sums[0] / sums[2]), float(sums[1] / sums[2])
 
 
 def epoch_seed(seed: int, epoch: int, process: int) -> int:

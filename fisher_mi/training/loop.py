@@ -6,9 +6,14 @@ The loss is the mean cross-entropy of a mini-batch, minimised with SGD or Adam o
 update, weight decay or momentum can touch them, and ``apply_plan`` holds the frozen BatchNorm
 layers in eval mode, so their running statistics stay as they were.
 
-Model selection: the best epoch is the one with the highest accuracy on a hold-out of the
-training data (``split_validation``); the test data (the private-test split) are measured
-after each epoch and reported, never used to choose.
+Model selection: the kept epoch is the one with the highest accuracy on a hold-out of the
+training data (``split_validation``); a tie (common on small data, where a validation part
+of 16 images is at 100% after an epoch) goes to the lower validation loss, then to the later
+epoch (``selection``), and ``history.csv`` says which epoch was kept and why (``kept``,
+``kept_because``). Without a hold-out the last epoch is kept. The test data (the
+private-test split) are measured after each epoch and reported, never used to choose. The
+BatchNorm statistics of each epoch are recomputed over the training part before it is
+measured (``norm_stats``), so the kept model is evaluated as it was trained.
 
 Resume: the weights, optimiser and schedule are saved after every epoch, and an epoch's
 randomness depends only on (seed, epoch, rank) (see ``epoch``), so ``resume=True`` reaches
@@ -46,7 +51,8 @@ class TrainResult:
 
     Attributes:
         history: one row per epoch, columns ``state.COLUMNS`` (NaN where a split is absent).
-        best_epoch: the selected epoch (highest validation accuracy; the last without one).
+        best_epoch: the kept epoch (highest validation accuracy, ties to the lower validation
+            loss, then the later epoch; the last without a validation part).
         validation_accuracy: of the selected epoch, or None without a hold-out.
         test_accuracy: of the selected epoch on ``test`` (the private-test split), or None.
         plan: the freeze plan trained under.
@@ -131,10 +137,8 @@ def train(
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         while not _finished(state, config):
             row = _epoch(runner, state, fit_part, validation, test)
-            selected_by = row["validation_accuracy"] if validation is not None else None
-            improved = state.improves(selected_by)
+            improved = state.record(row)
             if improved:
-                state.best_epoch, state.best_validation = state.epoch, selected_by
                 state.best_state = cpu_state(model)
             if snapshot.scheduler is not None:
                 snapshot.scheduler.step()
@@ -163,23 +167,23 @@ def _epoch(
     validation: Dataset | None,
     test: Dataset | None,
 ) -> dict[str, float]:
-    """Train one epoch, measure it, append its history row (advancing ``state``)."""
+    """Train one epoch and measure it: its history row (``state.MEASURED``); advances
+    ``state.step``."""
     start = time.perf_counter()
     epoch = state.epoch + 1
     lr = runner.optimizer.param_groups[0]["lr"]
     loss, train_accuracy, state.step = runner.train_epoch(fit_part, epoch, state.step)
-    row = {
+    validation_accuracy, validation_loss = runner.evaluate(validation)
+    return {
         "epoch": epoch,
         "loss": loss,
         "train_accuracy": train_accuracy,
-        "validation_accuracy": runner.accuracy(validation),
-        "test_accuracy": runner.accuracy(test),
+        "validation_accuracy": validation_accuracy,
+        "validation_loss": validation_loss,
+        "test_accuracy": runner.evaluate(test)[0],
         "lr": lr,
         "seconds": time.perf_counter() - start,
     }
-    state.history.append(row)
-    state.epoch = epoch
-    return row
 
 
 def _device(config: TrainConfig) -> torch.device:

@@ -30,22 +30,25 @@ from fisher_mi.models.registry import arch_of
 from fisher_mi.plan import FreezePlan
 from fisher_mi.training.config import TrainConfig
 from fisher_mi.training.provenance import Provenance
+from fisher_mi.training.selection import has_validation, kept_because, selection_key
 
 CHECKPOINT = "checkpoint.pt"
 MODEL = "model.pt"
 HISTORY = "history.csv"
 PLAN = "plan.json"
 OUTPUTS = (MODEL, HISTORY, PLAN, CHECKPOINT)
-COLUMNS = [
+MEASURED = [  # what each epoch measures: the history rows a checkpoint stores
     "epoch",
     "loss",
     "train_accuracy",
     "validation_accuracy",
+    "validation_loss",
     "test_accuracy",
     "lr",
     "seconds",
 ]
-TRAINING_VERSION = 1
+COLUMNS = [*MEASURED, "kept", "kept_because"]  # history.csv: which epoch is kept, and why
+TRAINING_VERSION = 2  # 2: validation_loss in the history rows, the provenance
 
 
 @dataclass
@@ -53,7 +56,8 @@ class Progress:
     """How far a run got: epochs and steps done, the history, and the best epoch so far.
 
     ``best_validation`` is None without a validation hold-out (the last epoch is then the
-    best); ``best_state`` holds CPU copies of the best epoch's weights and buffers.
+    best); ``best_state`` holds CPU copies of the best epoch's weights and buffers (kept by
+    the caller when ``record`` says the epoch is the best).
     """
 
     epoch: int = 0
@@ -63,18 +67,31 @@ class Progress:
     best_validation: float | None = None
     best_state: dict[str, Tensor] = field(default_factory=dict)
 
-    def improves(self, validation: float | None) -> bool:
-        """Whether an epoch with this validation accuracy becomes the best one (the earliest
-        epoch wins a tie; without validation every epoch replaces the last)."""
-        if validation is None or self.best_validation is None:
-            return True
-        return validation > self.best_validation
+    def record(self, row: dict[str, float]) -> bool:
+        """Append an epoch's history row; return whether it becomes the kept epoch (the
+        largest ``selection_key``; without validation, every epoch replaces the last)."""
+        improves = (
+            not self.history
+            or not has_validation(row)
+            or selection_key(row) > selection_key(self.best_row())
+        )
+        self.history.append(row)
+        self.epoch = int(row["epoch"])
+        if improves:
+            self.best_epoch = self.epoch
+            self.best_validation = row["validation_accuracy"] if has_validation(row) else None
+        return improves
 
     def best_row(self) -> dict[str, float]:
+        """The history row of the kept epoch."""
         return next(row for row in self.history if row["epoch"] == self.best_epoch)
 
     def table(self) -> pd.DataFrame:
-        return pd.DataFrame(self.history, columns=COLUMNS)
+        """The history as ``history.csv`` has it: ``COLUMNS``, with the kept epoch marked."""
+        table = pd.DataFrame(self.history, columns=MEASURED)
+        table["kept"] = table["epoch"] == self.best_epoch
+        table["kept_because"] = kept_because(self.history, self.best_epoch) if self.history else []
+        return table
 
 
 @dataclass(frozen=True)
