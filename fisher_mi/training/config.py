@@ -102,12 +102,13 @@ class TrainConfig:
         known = {f.name for f in fields(cls)}
         return cls(**{key: value for key, value in data.items() if key in known})
 
-    def differences(self, other: TrainConfig) -> list[str]:
-        """``name=mine vs theirs`` for every option that changes what a run computes."""
+    def differences(self, now: TrainConfig) -> list[str]:
+        """``name: then X, now Y`` for every option of ``now`` that differs from these (the
+        saved ones) and changes what a run computes (all but ``RUN_LOCAL``)."""
         return [
-            f"{f.name}={getattr(other, f.name)!r} vs {getattr(self, f.name)!r}"
+            f"{f.name}: then {getattr(self, f.name)!r}, now {getattr(now, f.name)!r}"
             for f in fields(self)
-            if f.name not in RUN_LOCAL and getattr(self, f.name) != getattr(other, f.name)
+            if f.name not in RUN_LOCAL and getattr(self, f.name) != getattr(now, f.name)
         ]
 
 

@@ -41,8 +41,9 @@ from fisher_mi.plan import FreezePlan, apply_plan, prefix_plan
 from fisher_mi.training.config import TrainConfig, make_optimizer, make_scheduler
 from fisher_mi.training.epoch import EpochRunner
 from fisher_mi.training.provenance import Provenance
+from fisher_mi.training.resume import start
 from fisher_mi.training.split import split_validation
-from fisher_mi.training.state import OUTPUTS, Progress, Snapshot, cpu_state, start, write_epoch
+from fisher_mi.training.state import OUTPUTS, Progress, Snapshot, cpu_state, write_epoch
 
 
 @dataclass(frozen=True)

@@ -2,12 +2,14 @@
 
 ``checkpoint.pt`` is a self-describing model file (``{"format": "fisher_mi/1", "arch",
 "arch_kwargs", "state_dict", "meta"}``, so ``load_model`` reads it) plus a ``"training"`` entry:
-the options, the freeze plan, the provenance, the epoch and step reached, the optimiser,
-schedule and loss-scaler states, the history, and the best epoch with its weights. All of it is
+the options, the freeze plan, the provenance and the hold-out sizes, the epoch and step reached,
+the optimiser, schedule and loss-scaler states, the history, and the best epoch with its
+weights. All of it is
 tensors and plain containers, readable with ``weights_only=True``.
 
 No random-number state is stored: every epoch re-seeds from ``(seed, epoch, rank)`` (see
-``epoch``), so the next epoch's randomness follows from the epoch number alone.
+``epoch``), so the next epoch's randomness follows from the epoch number alone. Reading a
+checkpoint back, and checking that it belongs to the run being resumed, is ``resume``'s job.
 """
 
 from __future__ import annotations
@@ -22,9 +24,8 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from fisher_mi.distributed import is_main_process
-from fisher_mi.errors import CheckpointError, ConfigError
-from fisher_mi.io import load_checkpoint, save_checkpoint, write_table
+from fisher_mi.errors import ConfigError
+from fisher_mi.io import save_checkpoint, write_table
 from fisher_mi.models.checkpoint import FORMAT, plain_values, save_model
 from fisher_mi.models.registry import arch_of
 from fisher_mi.plan import FreezePlan
@@ -48,7 +49,7 @@ MEASURED = [  # what each epoch measures: the history rows a checkpoint stores
     "seconds",
 ]
 COLUMNS = [*MEASURED, "kept", "kept_because"]  # history.csv: which epoch is kept, and why
-TRAINING_VERSION = 2  # 2: validation_loss in the history rows, the provenance
+TRAINING_VERSION = 2  # 2: validation_loss in the history rows; provenance and sizes
 
 
 @dataclass
@@ -113,30 +114,6 @@ def cpu_state(model: nn.Module) -> dict[str, Tensor]:
     return {key: value.detach().to("cpu", copy=True) for key, value in model.state_dict().items()}
 
 
-def start(folder: Path | None, resume: bool, snapshot: Snapshot) -> Progress:
-    """A fresh ``Progress`` (writing ``plan.json``), or the saved one restored from ``folder``
-    after checking that it is the same run."""
-    if folder is None:
-        if resume:
-            raise ConfigError("resume needs the output folder of the run (out=...)")
-        return Progress()
-    path = folder / CHECKPOINT
-    if not resume:
-        if path.exists():
-            raise ConfigError(
-                f"{folder} already holds a training checkpoint; pass --resume to continue that "
-                "run or choose another output folder"
-            )
-        if is_main_process():
-            snapshot.plan.save(folder / PLAN)
-        return Progress()
-    if not path.is_file():
-        raise ConfigError(f"nothing to resume: {path} does not exist; drop --resume to start")
-    saved = read_training(path)
-    check_same_run(path, saved, snapshot.config, snapshot.plan)
-    return restore(saved, snapshot)
-
-
 def write_epoch(folder: Path, snapshot: Snapshot, progress: Progress, *, improved: bool) -> None:
     """Write this epoch's outputs: ``model.pt`` when the epoch is the best so far, then
     ``history.csv``, then ``checkpoint.pt``. The checkpoint comes last, so a run interrupted
@@ -184,6 +161,7 @@ def save_training(
         "config": snapshot.config.to_dict(),
         "plan": snapshot.plan.to_dict(),
         "provenance": snapshot.provenance.to_dict(),
+        "sizes": dict(snapshot.sizes),
         "epoch": progress.epoch,
         "step": progress.step,
         "history": [dict(row) for row in progress.history],
@@ -203,54 +181,3 @@ def save_training(
         "training": training,
     }
     return save_checkpoint(path, payload)
-
-
-def read_training(path: Path) -> dict[str, Any]:
-    """The ``"training"`` entry of a checkpoint written by ``save_training``, with the
-    model's ``state_dict`` added."""
-    payload = load_checkpoint(path)
-    training = payload.get("training") if isinstance(payload, dict) else None
-    if not isinstance(training, dict) or training.get("version") != TRAINING_VERSION:
-        raise CheckpointError(
-            f"{path} is not a fisher_mi training checkpoint (version {TRAINING_VERSION}); "
-            "resume only from the checkpoint.pt a training run wrote"
-        )
-    return {**training, "state_dict": payload["state_dict"]}
-
-
-def check_same_run(
-    path: Path, saved: Mapping[str, Any], config: TrainConfig, plan: FreezePlan
-) -> None:
-    """Refuse to resume with options (other than device and workers) or a plan other than
-    the run's own."""
-    changed = TrainConfig.from_dict(saved["config"]).differences(config)
-    if changed:
-        raise ConfigError(
-            f"{path} was written with other options (now vs then: {'; '.join(changed[:3])}); "
-            "resume with the same options or choose another output folder"
-        )
-    if saved["plan"] != plan.to_dict():
-        theirs = FreezePlan.from_dict(saved["plan"])
-        raise ConfigError(
-            f"{path} was trained under another freeze plan (cutoff {theirs.cutoff}, rule "
-            f"{theirs.rule}; now cutoff {plan.cutoff}, rule {plan.rule}); resume with the "
-            "same plan or choose another output folder"
-        )
-
-
-def restore(saved: Mapping[str, Any], snapshot: Snapshot) -> Progress:
-    """Put the saved weights and optimiser/schedule/scaler states back; return the progress."""
-    snapshot.model.load_state_dict(saved["state_dict"], strict=True)
-    snapshot.optimizer.load_state_dict(saved["optimizer"])
-    if snapshot.scheduler is not None:
-        snapshot.scheduler.load_state_dict(saved["scheduler"])
-    if snapshot.scaler is not None and saved["scaler"] is not None:
-        snapshot.scaler.load_state_dict(saved["scaler"])
-    return Progress(
-        epoch=saved["epoch"],
-        step=saved["step"],
-        history=[dict(row) for row in saved["history"]],
-        best_epoch=saved["best_epoch"],
-        best_validation=saved["best_validation"],
-        best_state=dict(saved["best_state"]),
-    )
