@@ -384,8 +384,10 @@ def test_a_model_not_built_by_fisher_mi_trains_without_out(
 ) -> None:
     model = nn.Sequential(nn.Flatten(), nn.Linear(32 * 32, 5))
     train(model, digits[0], config=SMALL)
-    with pytest.raises(ConfigError, match="build_model"):
+    with pytest.raises(ConfigError, match="not built by fisher_mi, so its checkpoints"):
         train(model, digits[0], config=SMALL, out=tmp_path)
+    with pytest.raises(ConfigError, match="not built by fisher_mi, so it cannot be rebuilt"):
+        with_new_head(model, 3)
 
 
 # ---------------------------------------------------------------------------- command line

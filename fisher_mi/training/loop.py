@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 
 from fisher_mi.distributed import is_distributed, is_main_process
 from fisher_mi.errors import ConfigError
-from fisher_mi.models.registry import arch_of
+from fisher_mi.models.registry import require_arch
 from fisher_mi.plan import FreezePlan, apply_plan, prefix_plan
 from fisher_mi.training.config import TrainConfig, make_optimizer, make_scheduler
 from fisher_mi.training.epoch import EpochRunner
@@ -106,11 +106,8 @@ def train(
     if test is private_train:
         raise ConfigError("the test data are the training data; pass the private-test split")
     folder = Path(out) if out is not None else None
-    if folder is not None and arch_of(model) is None:
-        raise ConfigError(
-            f"{type(model).__name__} was not built by fisher_mi, so its checkpoints could not "
-            "be read back; create it with fisher_mi.build_model or pass out=None"
-        )
+    if folder is not None:
+        require_arch(model, "its checkpoints could not be read back (or pass out=None)")
     plan = plan if plan is not None else prefix_plan(model)
     device = _device(config)
     apply_plan(model.to(device), plan)

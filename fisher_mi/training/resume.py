@@ -23,7 +23,7 @@ from torch import nn
 from fisher_mi.distributed import is_main_process
 from fisher_mi.errors import CheckpointError, ConfigError
 from fisher_mi.io import load_checkpoint
-from fisher_mi.models.registry import arch_of
+from fisher_mi.models.registry import require_arch
 from fisher_mi.training.config import TrainConfig
 from fisher_mi.training.provenance import Provenance
 from fisher_mi.training.state import (
@@ -176,9 +176,9 @@ def check_same_run(path: Path, saved: Mapping[str, Any], snapshot: Snapshot) -> 
 
 def _check_arch(path: Path, saved: Mapping[str, Any], model: nn.Module) -> None:
     """The architecture and its keyword arguments (``num_classes``...), then and now."""
-    spec = arch_of(model)
+    spec = require_arch(model, "it cannot continue a saved run")
     then = _arch_text(saved["arch"], saved["arch_kwargs"])
-    now = _arch_text(spec.name, spec.kwargs) if spec is not None else type(model).__name__
+    now = _arch_text(spec.name, spec.kwargs)
     if then != now:
         raise ConfigError(
             f"{path} holds another model (architecture: then {then}, now {now}); {OTHER_RUN}"

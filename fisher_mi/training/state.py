@@ -24,10 +24,9 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from fisher_mi.errors import ConfigError
 from fisher_mi.io import save_checkpoint, write_table
 from fisher_mi.models.checkpoint import FORMAT, plain_values, save_model
-from fisher_mi.models.registry import arch_of
+from fisher_mi.models.registry import require_arch
 from fisher_mi.plan import FreezePlan
 from fisher_mi.training.config import TrainConfig
 from fisher_mi.training.provenance import Provenance
@@ -152,9 +151,7 @@ def save_training(
     path: Path, snapshot: Snapshot, progress: Progress, *, meta: Mapping[str, Any]
 ) -> Path:
     """Write ``checkpoint.pt`` atomically (see the module docstring for its contents)."""
-    spec = arch_of(snapshot.model)
-    if spec is None:  # train() refuses such a model before the first epoch
-        raise ConfigError("only models built by fisher_mi.build_model can be checkpointed")
+    spec = require_arch(snapshot.model, "its checkpoints could not be read back")
     scheduler, scaler = snapshot.scheduler, snapshot.scaler
     training = {
         "version": TRAINING_VERSION,

@@ -9,7 +9,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from fisher_mi.errors import ArchitectureMismatchError, ConfigError
-from fisher_mi.models.registry import ARCHITECTURES, arch_of, build_model
+from fisher_mi.models.registry import ARCHITECTURES, build_model, require_arch
 from fisher_mi.plan.table import few
 from fisher_mi.training.config import TrainConfig
 from fisher_mi.training.loop import TrainResult, train
@@ -37,12 +37,7 @@ def with_new_head(model: nn.Module, num_classes: int) -> nn.Module:
     feature extractor (weights and BatchNorm statistics) carries over. The copy is on the
     model's device, in its train/eval mode.
     """
-    spec = arch_of(model)
-    if spec is None:
-        raise ConfigError(
-            f"{type(model).__name__} was not built by fisher_mi, so it cannot be rebuilt with a "
-            "new head; create it with fisher_mi.build_model"
-        )
+    spec = require_arch(model, "it cannot be rebuilt with a new head")
     head = head_prefix(spec.name) + "."
     fresh = build_model(spec.name, **{**spec.kwargs, "num_classes": num_classes})
     kept = {key: value for key, value in model.state_dict().items() if not key.startswith(head)}
