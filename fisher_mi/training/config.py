@@ -89,16 +89,21 @@ class TrainConfig:
 
     @property
     def torch_device(self) -> torch.device:
+        """``device`` as a ``torch.device`` (None is the CPU); an unparsable name is refused
+        here, when the options are made, not at the first tensor moved."""
         try:
             return torch.device(self.device if self.device is not None else "cpu")
         except RuntimeError:
             raise ConfigError(f"device must be cpu, cuda or cuda:N, got {self.device!r}") from None
 
     def to_dict(self) -> dict[str, Any]:
+        """The options as plain values, as checkpoints and ``model.pt`` meta store them."""
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """The options ``to_dict`` wrote, validated again; keys this version does not know
+        are ignored and missing ones take their defaults, so older records still read."""
         known = {f.name for f in fields(cls)}
         return cls(**{key: value for key, value in data.items() if key in known})
 
