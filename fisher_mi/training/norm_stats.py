@@ -7,8 +7,8 @@ last few steps. On small data that is wrong where it matters: ``vgg_small`` trai
 on the AT&T faces at batch 64 takes 45 steps, the inputs of its first BatchNorm have a variance
 of about 8e-3, and 0.9**45 = 8.7e-3 of the initial variance 1 is still there, so the stored
 variance is twice the true one; the model scores 20% on private-test in eval mode (100% in
-training), and 95% with only that layer's statistics recomputed. (At batch 16, 135 steps leave
-6e-7 of it, hence the issue's 87.5%.)
+training), and 95% with only that layer's statistics recomputed (measured). At batch 16 the
+135 steps leave 6e-7 of the initial variance (the issue's run reached 87.5% there).
 
 So ``train`` recomputes the statistics of every BatchNorm layer whose statistics are trained
 (all but those ``apply_plan`` holds in eval mode: ``frozen_norm_modules``) after each epoch,
@@ -26,7 +26,8 @@ BatchNorm stores). The sums are taken in float64 around the previous running mea
 close to the result, so that no precision is lost to cancellation) and summed over the ranks
 under ``torchrun``, so every rank gets the statistics of the whole training part. The pass is
 deterministic, so an exact resume stays exact; ``num_batches_tracked`` keeps counting
-training steps.
+training steps. It costs one forward pass over the training part per epoch, about a third of
+an epoch's compute, and nothing for models without BatchNorm.
 """
 
 from __future__ import annotations
