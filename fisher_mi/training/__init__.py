@@ -5,10 +5,11 @@ Train from scratch (the baseline), pre-train on labelled public data and swap in
 under a freeze plan (``train(..., plan=...)``), with checkpoints, resume, and ``torchrun``.
 
 Modules, one job each: ``config`` (``TrainConfig``, optimiser, schedule), ``split`` (the
-validation hold-out), ``init`` (``load_init``),
-``epoch`` (one epoch and the accuracies), ``provenance`` (what a model was trained on and
-for), ``state`` (checkpoints and outputs), ``loop``
-(``train``), ``transfer`` (head swap and public pre-training).
+validation hold-out), ``init`` (``load_init``), ``epoch`` (one epoch and its measures),
+``norm_stats`` (BatchNorm statistics recomputed for the weights reached), ``selection``
+(which epoch is kept, and why), ``provenance`` (what a model was trained on and for),
+``state`` (checkpoints and outputs), ``resume`` (reading a checkpoint back and checking it is
+the same run), ``loop`` (``train``), ``transfer`` (head swap and public pre-training).
 """
 
 from fisher_mi.training.config import OPTIMIZERS, SCHEDULES, TrainConfig
