@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from torch import nn
 from torch.utils.data import Dataset
 
@@ -25,6 +26,13 @@ def say(message: str) -> None:
 def percent(value: float | None) -> str:
     """``0.5`` -> ``50.00%``; None -> ``n/a``."""
     return "n/a" if value is None else f"{100 * value:.2f}%"
+
+
+def history_text(history: pd.DataFrame) -> str:
+    """A training history for the terminal: numbers to 4 digits, the long reasons left to
+    ``history.csv``."""
+    shown = history.drop(columns=["kept_because"], errors="ignore")
+    return shown.to_string(index=False, float_format=lambda v: f"{v:.4g}")
 
 
 def load_for(model: nn.Module, spec: str, split: str) -> Dataset:

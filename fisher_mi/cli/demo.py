@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from fisher_mi.cli.commands import Command, register_command
-from fisher_mi.cli.common import load_for, profile_sources, write_run
+from fisher_mi.cli.common import history_text, load_for, profile_sources, write_run
 from fisher_mi.cli.options import (
     FISHER_OPTIONS,
     RUN_OPTIONS,
@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> list[Path]:
     )
     history = train(model, private, config=config, test=test, progress=True).history
     test_accuracy = accuracy(model, test, device=device)
-    print(history.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    print(history_text(history))
     model_path = args.out / "model.pt"
     meta = {"data": args.data, "epochs": args.epochs, "seed": args.seed}
     save_model(model, model_path, meta={**meta, "private_test_accuracy": test_accuracy})

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from fisher_mi.cli.commands import Command, register_command
-from fisher_mi.cli.common import load_for, percent, say, write_run
+from fisher_mi.cli.common import history_text, load_for, percent, say, write_run
 from fisher_mi.cli.options import (
     FISHER_OPTIONS,
     RUN_OPTIONS,
@@ -213,7 +213,7 @@ def run(args: argparse.Namespace) -> list[Path]:
         resume=_resuming(args, args.out),
         progress=is_main_process(),
     )
-    say(result.history.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    say(history_text(result.history))
     say(
         f"best epoch {result.best_epoch} (validation accuracy "
         f"{percent(result.validation_accuracy)}); private-test accuracy "
