@@ -15,7 +15,11 @@ from fisher_mi.fisher.samplers.base import ParameterSampler, register_sampler
 
 @register_sampler(nn.PReLU)
 class PReLUSampler(ParameterSampler):
+    """PReLU's slope gradients (module docstring); squared norms and diagonal come from them,
+    as there are only as many values per sample as channels."""
+
     def per_sample_grads(self, module: nn.PReLU, a: Tensor, b: Tensor) -> dict[str, Tensor]:
+        """g_n = sum over positions of b_n * min(a_n, 0), per channel or over everything."""
         contribution = b * a.clamp(max=0)
         batch = contribution.shape[0]
         if module.num_parameters == 1:

@@ -203,13 +203,20 @@ def _expanded_square_diagonal(module: Conv, a: Tensor, b: Tensor) -> Tensor:
 
 @register_sampler(nn.Conv1d, nn.Conv2d)
 class ConvSampler(ParameterSampler):
+    """1-D and 2-D convolutions: the Gram or the direct form for norms, the blocked kernels or
+    the expanded square for the diagonal (module docstring), chosen from the shapes."""
+
     def per_sample_grads(self, module: Conv, a: Tensor, b: Tensor) -> dict[str, Tensor]:
+        """All G_n at once, assembled from the bounded blocks, to check the closed forms
+        against: the norms and the diagonal below reduce each block instead."""
         weight = b.new_zeros(a.shape[0], *_grads_shape(module))
         for block in weight_grad_blocks(module, a, b):
             weight[block.samples, :, block.rows] = block.grads
         return {"weight": weight.reshape(a.shape[0], *module.weight.shape), **_bias(module, b)}
 
     def squared_norms(self, module: Conv, a: Tensor, b: Tensor) -> dict[str, Tensor]:
+        """||G_n||^2 by the Gram form where ``gram_is_cheaper``, else block by block from the
+        per-sample weight gradients; the bias's ||sum_l B_nl||^2."""
         groups, fan_out, fan_in = _grads_shape(module)
         positions = math.prod(b.shape[2:])
         if gram_is_cheaper(positions, fan_in, fan_out):
@@ -228,6 +235,8 @@ class ConvSampler(ParameterSampler):
         return norms
 
     def diagonal(self, module: Conv, a: Tensor, b: Tensor) -> dict[str, Tensor]:
+        """sum_n G_n * G_n by the expanded square on tiny maps of large layers
+        (``uses_expanded_square``), else from the bounded blocks of per-sample gradients."""
         shape = _grads_shape(module)
         _, fan_out, fan_in = shape
         if uses_expanded_square(math.prod(b.shape[2:]), fan_in, fan_out):

@@ -43,24 +43,31 @@ def _row_sums(module: nn.Embedding, a: Tensor, b: Tensor) -> tuple[Tensor, Tenso
 
 @register_sampler(nn.Embedding)
 class EmbeddingSampler(ParameterSampler):
+    """Embedding tables: per (sample, row) pair sums of output gradients (module docstring)."""
+
     def supports(self, module: nn.Embedding) -> bool:
+        """Not with ``max_norm`` or ``scale_grad_by_freq``, which change the gradient."""
         # max_norm rewrites the table during the forward; scale_grad_by_freq rescales rows
         # by their count in the batch: both left to the fallback
         return module.max_norm is None and not module.scale_grad_by_freq
 
     def per_sample_grads(self, module: nn.Embedding, a: Tensor, b: Tensor) -> dict[str, Tensor]:
+        """The whole (batch, vocabulary, dim) table of G_n, to check the closed forms against:
+        the norms and the diagonal below never build it."""
         indices, grads = _rows(module, a, b)
         table = grads.new_zeros(indices.shape[0], module.num_embeddings, module.embedding_dim)
         table.scatter_add_(1, indices.unsqueeze(-1).expand_as(grads), grads)
         return {"weight": table}
 
     def squared_norms(self, module: nn.Embedding, a: Tensor, b: Tensor) -> dict[str, Tensor]:
+        """||G_n||^2 = sum over sample n's distinct rows of ||sum_{t: i_t = row} b_t||^2."""
         pairs, sums = _row_sums(module, a, b)
         norms = b.new_zeros(a.shape[0])
         norms.index_add_(0, pairs // module.num_embeddings, sums.square().sum(1))
         return {"weight": norms}
 
     def diagonal(self, module: nn.Embedding, a: Tensor, b: Tensor) -> dict[str, Tensor]:
+        """Each (sample, row) pair's squared gradient sum added to its row of the table."""
         pairs, sums = _row_sums(module, a, b)
         diagonal = b.new_zeros(module.num_embeddings, module.embedding_dim)
         diagonal.index_add_(0, pairs % module.num_embeddings, sums.square())

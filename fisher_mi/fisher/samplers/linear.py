@@ -37,7 +37,11 @@ def gram_is_cheaper(length: int, fan_in: int, fan_out: int) -> bool:
 
 @register_sampler(nn.Linear)
 class LinearSampler(ParameterSampler):
+    """Linear layers on (batch, ..., features) input: the norm identities of the module
+    docstring, and the diagonal as one matmul of squares for 2-D input."""
+
     def per_sample_grads(self, module: nn.Linear, a: Tensor, b: Tensor) -> dict[str, Tensor]:
+        """G_n = b_n^T a_n (summed over any sequence positions) and the bias's sum_t b_t."""
         a3, b3 = _as_sequences(module, a, b)
         grads = {"weight": torch.einsum("bto,bti->boi", b3, a3)}
         if module.bias is not None:
@@ -45,6 +49,8 @@ class LinearSampler(ParameterSampler):
         return grads
 
     def squared_norms(self, module: nn.Linear, a: Tensor, b: Tensor) -> dict[str, Tensor]:
+        """||G_n||^2 without forming G_n where possible: ||a_n||^2 ||b_n||^2 for T = 1, else
+        the Gram or the direct form, whichever ``gram_is_cheaper`` says costs less."""
         a3, b3 = _as_sequences(module, a, b)
         length = a3.shape[1]
         if length == 1:
@@ -61,6 +67,8 @@ class LinearSampler(ParameterSampler):
         return norms
 
     def diagonal(self, module: nn.Linear, a: Tensor, b: Tensor) -> dict[str, Tensor]:
+        """sum_n G_n * G_n = (b * b)^T (a * a) for T = 1 (entries factor as b_o a_i); with
+        sequences the per-sample gradients are formed (the square does not factor)."""
         a3, b3 = _as_sequences(module, a, b)
         if a3.shape[1] != 1:
             return super().diagonal(module, a, b)
