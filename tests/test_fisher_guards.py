@@ -111,6 +111,14 @@ GUARDS: list[tuple[str, Callable[[], tuple[nn.Module, object]], dict, type, str]
         "mc_samples",
     ),
     (
+        "mc-samples-above-maximum",
+        lambda: (MLP.model(), MLP.data()),
+        {"fisher": "true", "mc_samples": 100_000},
+        ConfigError,
+        "at most 1000",
+    ),
+    ("nan-loss-true-fisher", _nan_weights, {"fisher": "true"}, NonFiniteError, "module '3'"),
+    (
         "chunk-size-zero",
         lambda: (MLP.model(), MLP.data()),
         {"chunk_size": 0},

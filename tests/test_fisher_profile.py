@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pandas as pd
 import pytest
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from fisher_mi.fisher import BACKENDS, COLUMNS, profile
+from fisher_mi.fisher import BACKENDS, COLUMNS, FISHER_KINDS, make_backend, profile
 from fisher_mi.models import named_layers
 from tests.cases import CASES
 
@@ -164,3 +166,31 @@ def test_shared_parameters_stay_parameters(backend: str) -> None:
         rtol=1e-10,
         atol=0,
     )
+
+
+def _rows_per_forward(model: nn.Module, run: Callable[[], object]) -> list[int]:
+    """The leading size of the input of every forward of ``model`` while ``run()`` runs."""
+    rows: list[int] = []
+    handle = model.register_forward_hook(lambda _m, inputs, _o: rows.append(inputs[0].shape[0]))
+    try:
+        run()
+    finally:
+        handle.remove()
+    return rows
+
+
+@pytest.mark.parametrize("fisher", FISHER_KINDS)
+@pytest.mark.parametrize("backend", ["loop", "vmap", "hooks"])
+def test_profile_runs_the_model_only_as_its_backend_does(backend: str, fisher: str) -> None:
+    """``profile`` adds no forward of its own: labels are checked against (empirical), or
+    drawn from (true Fisher), the logits of the backend's own forward."""
+    model, data = MLP.model(), MLP.data()
+    x, y = data.tensors
+    engine = make_backend(backend)
+    direct = _rows_per_forward(
+        model, lambda: engine.squared_norms(model, named_layers(model), x, y)
+    )
+    through_profile = _rows_per_forward(
+        model, lambda: profile(model, data, backend=backend, fisher=fisher, batch_size=len(data))
+    )
+    assert through_profile == direct

@@ -10,14 +10,18 @@ brute-force reference shipped in the package.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from torch import Tensor, nn
 
 from fisher_mi.errors import ConfigError
 from fisher_mi.models.layers import LayerInfo
 from fisher_mi.registry import Registry
+
+if TYPE_CHECKING:  # targets imports the guards, which import this module
+    from fisher_mi.fisher.targets import LabelSource
 
 
 @dataclass(frozen=True)
@@ -41,7 +45,12 @@ class FisherBackend(ABC):
     """Computes per-sample gradient quantities of the cross-entropy, layer by layer.
 
     ``layers`` carry the qualified names of the parameters to differentiate; the caller
-    guarantees they have ``requires_grad=True`` and the model is in eval mode.
+    guarantees they have ``requires_grad=True`` and the model is in eval mode. ``labels`` is
+    a tensor of class indices or a ``LabelSource`` (``fisher_mi.fisher.targets``), which the
+    backend asks for each row's label with the detached logits of its *own* forward of that
+    row: the given labels are checked against the logits' class count there, or the true
+    Fisher's labels drawn from those logits. A backend therefore runs no forward beyond the
+    ones its gradients need, and neither does ``profile``.
     """
 
     name: str
@@ -53,21 +62,23 @@ class FisherBackend(ABC):
 
     @abstractmethod
     def squared_norms(
-        self, model: nn.Module, layers: Sequence[LayerInfo], x: Tensor, y: Tensor
+        self, model: nn.Module, layers: Sequence[LayerInfo], x: Tensor, labels: Tensor | LabelSource
     ) -> BatchNorms:
-        """Per-sample losses and squared per-layer gradient norms of one batch."""
+        """Per-sample losses (batch,) and squared per-layer gradient norms (batch, layers):
+        ||grad_{theta_l} l_n||^2 for every row n of ``x`` and layer l."""
 
     @abstractmethod
     def diagonal(
-        self, model: nn.Module, layers: Sequence[LayerInfo], x: Tensor, y: Tensor
+        self, model: nn.Module, layers: Sequence[LayerInfo], x: Tensor, labels: Tensor | LabelSource
     ) -> BatchDiagonal:
-        """Per-sample losses and per-parameter sums of squared per-sample gradients."""
+        """Per-sample losses (batch,) and per-parameter sums of squared per-sample gradients,
+        sum_n g_n * g_n elementwise over the rows of ``x``."""
 
 
 BACKENDS: Registry[type[FisherBackend]] = Registry("Fisher backend")
 
 
-def register_backend(name: str):
+def register_backend(name: str) -> Callable[[type[FisherBackend]], type[FisherBackend]]:
     """Class decorator registering a backend under ``name`` (also sets ``cls.name``)."""
 
     def decorate(cls: type[FisherBackend]) -> type[FisherBackend]:

@@ -28,6 +28,8 @@ def check_at_least_one(name: str, value: int | None) -> None:
 
 
 def check_has_layers(layers: Sequence[LayerInfo], *, trainable_only: bool) -> None:
+    """Refuse a model without (trainable) parameters: it has no Fisher information, and the
+    fix differs (a frozen model: drop ``trainable_only``; no parameters: wrong object)."""
     if not layers:
         what = "trainable parameters" if trainable_only else "parameters"
         fix = (
@@ -58,19 +60,27 @@ def check_deterministic(dataset: Dataset) -> None:
         )
 
 
-def check_labels(labels: Tensor, num_classes: int, split: str) -> None:
+def _labels_of(split: str | None) -> str:
+    return f"labels of split {split!r}" if split is not None else "labels"
+
+
+def check_label_format(labels: Tensor, split: str | None = None) -> None:
+    """Refuse labels that are not one integer class index per sample (before any forward)."""
     if labels.dim() != 1:
         raise DataError(
-            f"labels of split {split!r} must be one class index per sample, got shape "
+            f"{_labels_of(split)} must be one class index per sample, got shape "
             f"{tuple(labels.shape)}"
         )
     if labels.dtype.is_floating_point or labels.dtype == torch.bool:
-        raise DataError(
-            f"labels of split {split!r} must be integer class indices, got {labels.dtype}"
-        )
+        raise DataError(f"{_labels_of(split)} must be integer class indices, got {labels.dtype}")
+
+
+def check_label_range(labels: Tensor, num_classes: int, split: str | None = None) -> None:
+    """Refuse labels outside 0..num_classes-1, the class count of the model's logits (known
+    once a backend has run its forward)."""
     if labels.numel() and (labels.min() < 0 or labels.max() >= num_classes):
         raise DataError(
-            f"labels of split {split!r} range over {int(labels.min())}..{int(labels.max())} but "
+            f"{_labels_of(split)} range over {int(labels.min())}..{int(labels.max())} but "
             f"the model has {num_classes} classes (0..{num_classes - 1}); check the dataset or "
             "the model"
         )
@@ -114,13 +124,14 @@ def check_finite(
     x: Tensor,
     *,
     split: str,
-    offset: int,
+    first_row: int,
     repeats: int = 1,
 ) -> None:
     """Refuse NaN/inf losses (naming the first module that produced one) and gradients.
 
-    Row ``n`` of ``x`` and ``result`` is sample ``offset + n // repeats`` of the split (each
-    input appears ``repeats`` times when labels are drawn by Monte Carlo).
+    The split's rows are its (input, draw) pairs, input by input (each input appears
+    ``repeats`` times when labels are drawn by Monte Carlo); row ``n`` of ``x`` and ``result``
+    is row ``first_row + n``, i.e. sample ``(first_row + n) // repeats`` of the split.
     """
     bad_loss = (~torch.isfinite(result.losses)).nonzero()
     if bad_loss.numel():
@@ -128,7 +139,7 @@ def check_finite(
         origin = first_non_finite_module(model, x[n : n + 1])
         where = f"; the first non-finite output comes from module {origin!r}" if origin else ""
         raise NonFiniteError(
-            f"the loss of sample {offset + n // repeats} of split {split!r} is "
+            f"the loss of sample {(first_row + n) // repeats} of split {split!r} is "
             f"{float(result.losses[n])}{where}; "
             "check the model's weights and the input values"
         )
@@ -140,6 +151,6 @@ def check_finite(
         kind = "NaN" if math.isnan(value) else "infinite"
         raise NonFiniteError(
             f"the gradient of layer {layer.name!r} ({layer.kind}) is {kind} for sample "
-            f"{offset + n // repeats} "
+            f"{(first_row + n) // repeats} "
             f"of split {split!r} although the loss is finite; check that layer's weights and inputs"
         )

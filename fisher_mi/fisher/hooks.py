@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
 
 import torch
 from torch import Tensor, nn
@@ -31,7 +32,7 @@ from torch.autograd.graph import GradientEdge, get_gradient_edge
 
 from fisher_mi.fisher.backends import BatchDiagonal, BatchNorms, FisherBackend, register_backend
 from fisher_mi.fisher.samplers import ParameterSampler, sampler_for
-from fisher_mi.fisher.targets import per_sample_loss
+from fisher_mi.fisher.targets import LabelSource, as_label_source, per_sample_loss
 from fisher_mi.fisher.vmap import VmapBackend
 from fisher_mi.models.layers import LayerInfo
 from fisher_mi.models.outputs import logits_of
@@ -76,6 +77,54 @@ Consume = Callable[[LayerInfo, ParameterSampler, Tensor, Tensor], None]
 input a and output gradient b."""
 
 
+@dataclass
+class Coverage:
+    """The bookkeeping of one pass: which layers it covers, whose output gradient it awaits.
+
+    A layer is covered when, in the forward, it ran exactly once on input carrying the batch
+    on dim 0 (its output gradient b then arrives during the backward and is handed to
+    ``consume``), or never ran (no gradient reaches it: its quantities are zeros). An awaited
+    layer's recorded call (its input a) is held here only and dropped when its b arrives, so
+    no more than one layer's a and b need be alive at a time. A layer whose b turns out not
+    to be sample-major is uncovered then; uncovered layers go to the fallback.
+
+    Attributes:
+        batch: rows of the pass.
+        consume: what to do with each (layer, sampler, a, b).
+        awaited: layer name -> (layer, its sampler, its one recorded call).
+        covered: names of the covered layers.
+    """
+
+    batch: int
+    consume: Consume
+    awaited: dict[str, tuple[LayerInfo, ParameterSampler, Call]] = field(default_factory=dict)
+    covered: set[str] = field(default_factory=set)
+
+    def receive(self, name: str, b: Tensor | None) -> None:
+        """Layer ``name``'s output gradient b (None: the loss does not reach the layer)."""
+        layer, sampler, call = self.awaited.pop(name)
+        if b is not None and b.shape[0] != self.batch:
+            self.covered.discard(name)
+        elif b is not None:
+            self.consume(layer, sampler, call.a, b)
+
+    def receive_outputs(
+        self, entries: Sequence[tuple[int, str]], grad_outputs: tuple[Tensor | None, ...]
+    ) -> None:
+        """An autograd node's pre-hook, bound to its ``entries`` (output_nr, layer name):
+        each awaited layer gets the gradient of its output among the node's ``grad_outputs``."""
+        for output_nr, name in entries:
+            self.receive(name, grad_outputs[output_nr])
+
+    def edges(self) -> dict[str, GradientEdge]:
+        """The autograd edge of each awaited layer's output."""
+        return {name: call.edge for name, (_, _, call) in self.awaited.items()}
+
+    def rest(self, layers: Sequence[LayerInfo]) -> list[LayerInfo]:
+        """The layers this pass does not cover: the fallback's."""
+        return [layer for layer in layers if layer.name not in self.covered]
+
+
 def _source_edges(edges: Sequence[GradientEdge]) -> list[bool]:
     """For each edge, whether no other edge's node lies below its node in the autograd graph
     (one memoised, iterative walk: deep graphs like IR-152's exceed Python's recursion)."""
@@ -105,8 +154,10 @@ class HooksBackend(FisherBackend):
         self._sample_major: dict[str, bool] = {}  # layer name -> input has samples on dim 0
 
     def squared_norms(
-        self, model: nn.Module, layers: Sequence[LayerInfo], x: Tensor, y: Tensor
+        self, model: nn.Module, layers: Sequence[LayerInfo], x: Tensor, labels: Tensor | LabelSource
     ) -> BatchNorms:
+        """||g_n||^2 per layer from each covered layer's (a, b) by its sampler's closed form,
+        the other layers' from the ``vmap`` fallback with the same labels."""
         columns: dict[str, Tensor] = {}
 
         def consume(layer: LayerInfo, sampler: ParameterSampler, a: Tensor, b: Tensor) -> None:
@@ -114,7 +165,7 @@ class HooksBackend(FisherBackend):
             chunks = self._chunked(sampler.squared_norms, layer.module, a, b)
             columns[layer.name] = torch.cat([sum(c[k] for k in wanted) for c in chunks])
 
-        losses, rest = self._pass(model, layers, x, y, consume)
+        losses, y, rest = self._pass(model, layers, x, as_label_source(labels), consume)
         if rest:
             fallback = self._fallback().squared_norms(model, rest, x, y)
             names = [layer.name for layer in rest]
@@ -124,8 +175,10 @@ class HooksBackend(FisherBackend):
         return BatchNorms(losses, norms)
 
     def diagonal(
-        self, model: nn.Module, layers: Sequence[LayerInfo], x: Tensor, y: Tensor
+        self, model: nn.Module, layers: Sequence[LayerInfo], x: Tensor, labels: Tensor | LabelSource
     ) -> BatchDiagonal:
+        """sum_n g_n * g_n per parameter from each covered layer's (a, b) by its sampler,
+        the other layers' from the ``vmap`` fallback with the same labels."""
         parameters = dict(model.named_parameters())
         squares: dict[str, Tensor] = {}
 
@@ -134,7 +187,7 @@ class HooksBackend(FisherBackend):
             for local, name in zip(_local_names(layer), layer.param_names, strict=True):
                 squares[name] = sum((c[local] for c in chunks), torch.zeros_like(parameters[name]))
 
-        losses, rest = self._pass(model, layers, x, y, consume)
+        losses, y, rest = self._pass(model, layers, x, as_label_source(labels), consume)
         if rest:
             squares.update(self._fallback().diagonal(model, rest, x, y).squares)
         for layer in layers:  # covered, but no gradient reaches the layer
@@ -184,70 +237,72 @@ class HooksBackend(FisherBackend):
         for layer in unknown:
             self._sample_major[layer.name] = all(size == 1 for size in sizes[layer.module])
 
+    def _coverage(
+        self,
+        hooked: Sequence[LayerInfo],
+        calls: dict[nn.Module, list[Call | None]],
+        batch: int,
+        consume: Consume,
+    ) -> Coverage:
+        """Which hooked layers the closed forms cover, from the calls the forward recorded
+        (each awaited layer's call moves from ``calls`` into the record)."""
+        coverage = Coverage(batch, consume)
+        for layer in hooked:
+            recorded = calls[layer.module]
+            if not self._sample_major[layer.name]:
+                continue
+            if not recorded:  # never called: no gradient at all
+                coverage.covered.add(layer.name)
+            elif len(recorded) == 1 and recorded[0] is not None and recorded[0].a.shape[0] == batch:
+                coverage.covered.add(layer.name)
+                coverage.awaited[layer.name] = (layer, sampler_for(layer.module), recorded.pop())
+        return coverage
+
     def _pass(
         self,
         model: nn.Module,
         layers: Sequence[LayerInfo],
         x: Tensor,
-        y: Tensor,
+        labels: LabelSource,
         consume: Consume,
-    ) -> tuple[Tensor, list[LayerInfo]]:
+    ) -> tuple[Tensor, Tensor, list[LayerInfo]]:
         """One forward and one backward, ``consume`` called for each covered layer as its
-        output gradient appears; returns the per-sample losses and the layers left to the
-        fallback."""
-        samplers = {layer.name: sampler_for(layer.module) for layer in layers}
-        hooked = [layer for layer in layers if samplers[layer.name] is not None]
+        output gradient appears; returns the per-sample losses, the labels (picked from the
+        detached logits of this forward) and the layers left to the fallback."""
+        hooked = [layer for layer in layers if sampler_for(layer.module) is not None]
         self._probe_sample_major(model, hooked, x)
         with record_calls([layer.module for layer in hooked]) as calls:
-            losses = per_sample_loss(logits_of(model(x)), y)
-        batch = x.shape[0]
-        once = [
-            layer
-            for layer in hooked
-            if self._sample_major[layer.name]
-            and len(calls[layer.module]) == 1
-            and calls[layer.module][0] is not None
-            and calls[layer.module][0].a.shape[0] == batch
-        ]
-        covered = {layer.name for layer in once} | {  # never called: no gradient at all
-            layer.name
-            for layer in hooked
-            if not calls[layer.module] and self._sample_major[layer.name]
-        }
+            logits = logits_of(model(x))
+        y = labels.pick(logits.detach(), labels.payload)
+        losses = per_sample_loss(logits, y)
+        coverage = self._coverage(hooked, calls, x.shape[0], consume)
+        _backward(losses.sum(), coverage)
+        return losses.detach(), y, coverage.rest(layers)
 
-        def receive(layer: LayerInfo, b: Tensor | None) -> None:
-            call = calls[layer.module].pop()  # the input is dropped with it
-            if b is not None and b.shape[0] != batch:  # not sample-major after all
-                covered.discard(layer.name)
-            elif b is not None:
-                consume(layer, samplers[layer.name], call.a, b)
 
-        edges = [calls[layer.module][0].edge for layer in once]
-        is_source = _source_edges(edges)
-        by_node: dict[object, list[tuple[int, LayerInfo]]] = {}
-        for layer, edge, source in zip(once, edges, is_source, strict=True):
-            if not source:
-                by_node.setdefault(edge.node, []).append((edge.output_nr, layer))
-
-        def pre_hook(entries: list[tuple[int, LayerInfo]]) -> Callable:
-            def hook(grad_outputs: tuple[Tensor | None, ...]) -> None:
-                for output_nr, layer in entries:
-                    receive(layer, grad_outputs[output_nr])
-
-            return hook
-
-        sources = [layer for layer, source in zip(once, is_source, strict=True) if source]
-        source_edges = [edge for edge, source in zip(edges, is_source, strict=True) if source]
-        handles = [node.register_prehook(pre_hook(entries)) for node, entries in by_node.items()]
-        try:
-            grads = (
-                torch.autograd.grad(losses.sum(), source_edges, allow_unused=True)
-                if source_edges
-                else ()
-            )
-        finally:
-            for handle in handles:
-                handle.remove()
-        for layer, b in zip(sources, grads, strict=True):
-            receive(layer, b)
-        return losses.detach(), [layer for layer in layers if layer.name not in covered]
+def _backward(loss: Tensor, coverage: Coverage) -> None:
+    """Backpropagate ``loss`` to the awaited layers' outputs, handing each output gradient to
+    ``coverage`` as it appears: only the source layers' gradients are requested, every other
+    awaited node gets a pre-hook (it lies on the way to a source, so it runs)."""
+    edges = coverage.edges()
+    is_source = dict(zip(edges, _source_edges(list(edges.values())), strict=True))
+    by_node: dict[object, list[tuple[int, str]]] = {}
+    for name, edge in edges.items():
+        if not is_source[name]:
+            by_node.setdefault(edge.node, []).append((edge.output_nr, name))
+    sources = [name for name in edges if is_source[name]]
+    handles = [
+        node.register_prehook(partial(coverage.receive_outputs, entries))
+        for node, entries in by_node.items()
+    ]
+    try:
+        grads = (
+            torch.autograd.grad(loss, [edges[n] for n in sources], allow_unused=True)
+            if sources
+            else ()
+        )
+    finally:
+        for handle in handles:
+            handle.remove()
+    for name, b in zip(sources, grads, strict=True):
+        coverage.receive(name, b)

@@ -10,6 +10,14 @@ y ~ p(y | x_n), ``mc_samples`` times per input, and the squared norms are averag
 draws: an unbiased Monte-Carlo estimate of the true Fisher's trace,
 (1/N) sum_n sum_c p(c|x_n) ||grad_{theta_l} -log p(c|x_n)||^2.
 
+``profile`` costs what its backend costs: it runs no forward of its own. The labels are
+checked against (empirical), or drawn from (true Fisher), the detached logits of the
+backend's own forward (``fisher_mi.fisher.targets.LabelSource``). The (input, draw) pairs of
+a batch of B inputs reach the backend B rows at a time, so memory is bounded by the batch
+size, not by B x ``mc_samples``; draw m of input n is the inverse CDF of p(. | x_n) at the
+(n * mc_samples + m)-th number of a uniform stream seeded by ``seed``, so a seed gives the
+same labels on every backend, device and batch size.
+
 The model is evaluated in ``eval()`` mode (BatchNorm running statistics, no dropout); its
 per-module train/eval flags, ``requires_grad`` flags and device are restored afterwards, and
 ``.grad`` fields are never written. Sums are accumulated in float64 and only per-layer sums
@@ -21,7 +29,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
 import torch
@@ -37,13 +45,16 @@ from fisher_mi.fisher.guards import (
     check_deterministic,
     check_finite,
     check_has_layers,
-    check_labels,
 )
-from fisher_mi.fisher.targets import sample_labels
+from fisher_mi.fisher.targets import GivenLabels, LabelSource, MonteCarloLabels
 from fisher_mi.models.layers import LayerInfo, named_layers
-from fisher_mi.models.outputs import logits_of
 
 FISHER_KINDS = ("empirical", "true")
+MAX_MC_SAMPLES = 1000
+"""The most label draws per input ``fisher="true"`` takes. Each draw costs one forward and
+backward per input, while the estimate's relative standard error falls only as
+1/sqrt(N x mc_samples) over N inputs: past 1000 draws, more inputs buy the same precision and
+also average over the data. (The limit also keeps a mistyped count from running for days.)"""
 COLUMNS = [
     "layer",
     "depth",
@@ -98,7 +109,7 @@ def profile(
             (so class-sorted data stay representative), the first ones of a loader.
         device: where to compute; default the model's device. The model is moved there and
             back.
-        mc_samples: label draws per input for ``fisher="true"``.
+        mc_samples: label draws per input for ``fisher="true"``, 1 to ``MAX_MC_SAMPLES``.
         seed: seeds the subset and the label draws; same seed, same table.
         chunk_size: per-sample gradients held at once by the ``vmap`` backend.
         num_workers: DataLoader worker processes decoding images when ``data`` is a Dataset.
@@ -171,10 +182,17 @@ class _Options:
         )
 
     def __post_init__(self) -> None:
+        """Refuse, each in one line: an unknown estimator, counts below 1, more than
+        ``MAX_MC_SAMPLES`` draws per input, negative worker counts."""
         if self.fisher not in FISHER_KINDS:
             raise ConfigError(f"unknown fisher {self.fisher!r}; known: {', '.join(FISHER_KINDS)}")
         for name in ("batch_size", "max_samples", "mc_samples"):
             check_at_least_one(name, getattr(self, name))
+        if self.mc_samples > MAX_MC_SAMPLES:
+            raise ConfigError(
+                f"mc_samples must be at most {MAX_MC_SAMPLES} label draws per input, got "
+                f"{self.mc_samples}; for a more precise true Fisher profile more inputs instead"
+            )
         if self.num_workers < 0:
             raise ConfigError(
                 f"num_workers must be 0 (load in this process) or more, got {self.num_workers}"
@@ -295,6 +313,115 @@ def _profiling_state(
             module.train(mode)
 
 
+@dataclass(frozen=True)
+class _BackendCall:
+    """One call of the backend: rows ``x`` (the inputs, or for the true Fisher its (input,
+    draw) pairs), where their labels come from, the draws per input (each row weighs
+    1/draws), and the split-wide index of the first row (for ``check_finite``)."""
+
+    x: Tensor
+    labels: LabelSource
+    draws: int
+    first_row: int
+
+
+@dataclass
+class _Running:
+    """Float64 sums while streaming one split: per layer (the trace), per parameter (the
+    diagonal, only when asked) and the inputs seen so far."""
+
+    split: str
+    sums: Tensor
+    squares: dict[str, Tensor] = field(default_factory=dict)
+    count: int = 0
+
+    def add_trace(
+        self,
+        engine: FisherBackend,
+        model: nn.Module,
+        layers: Sequence[LayerInfo],
+        call: _BackendCall,
+    ) -> None:
+        """One backend call's per-sample squared norms, summed over its rows."""
+        result = engine.squared_norms(model, layers, call.x, call.labels)
+        self._check(result, model, layers, call)
+        self.sums += result.squared_norms.to(torch.float64).sum(dim=0) / call.draws
+
+    def add_diagonal(
+        self,
+        engine: FisherBackend,
+        model: nn.Module,
+        layers: Sequence[LayerInfo],
+        call: _BackendCall,
+    ) -> None:
+        """One backend call's diagonal; the per-layer trace is its sum over each layer."""
+        diagonal = engine.diagonal(model, layers, call.x, call.labels)
+        per_layer = torch.stack(
+            [sum(diagonal.squares[n].sum() for n in layer.param_names) for layer in layers]
+        )
+        self._check(BatchNorms(diagonal.losses, per_layer[None]), model, layers, call)
+        self.sums += per_layer.to(torch.float64) / call.draws
+        for name, value in diagonal.squares.items():
+            self.squares[name] = self.squares.get(name, 0) + value.to(torch.float64) / call.draws
+
+    def _check(
+        self, result: BatchNorms, model: nn.Module, layers: Sequence[LayerInfo], call: _BackendCall
+    ) -> None:
+        check_finite(
+            result,
+            layers,
+            model,
+            call.x,
+            split=self.split,
+            first_row=call.first_row,
+            repeats=call.draws,
+        )
+
+
+def _backend_calls(
+    x: Tensor,
+    y: Tensor,
+    *,
+    split: str,
+    draws: int | None,
+    first_input: int,
+    generator: torch.Generator,
+) -> Iterator[_BackendCall]:
+    """The backend calls of one batch of B inputs: the batch with its own labels
+    (``draws=None``: empirical Fisher), or its (input, draw) pairs input by input, B rows a
+    call, each row with the next uniform number of ``generator`` (true Fisher)."""
+    if draws is None:
+        yield _BackendCall(x, GivenLabels(y, split), 1, first_input)
+        return
+    pairs = x.shape[0] * draws
+    for start in range(0, pairs, x.shape[0]):
+        rows = torch.arange(start, min(start + x.shape[0], pairs), device=x.device)
+        uniforms = torch.rand(len(rows), generator=generator, dtype=torch.float64)
+        labels = MonteCarloLabels(uniforms.to(x.device))
+        yield _BackendCall(
+            x.index_select(0, rows // draws), labels, draws, first_input * draws + start
+        )
+
+
+def _inputs(
+    batches: Iterable, *, max_samples: int | None, device: torch.device, dtype: torch.dtype
+) -> Iterator[tuple[Tensor, Tensor]]:
+    """Each batch's ``(x, y)`` on ``device`` (floating inputs in the model's dtype), cut at
+    ``max_samples`` inputs in all; no batch is fetched once that many have been seen."""
+    seen = 0
+    for batch in batches:
+        x, y = _unpack(batch)
+        if max_samples is not None:
+            x, y = x[: max_samples - seen], y[: max_samples - seen]
+        if x.shape[0] == 0:
+            return
+        x = x.to(device=device, dtype=dtype) if x.is_floating_point() else x.to(device)
+        yield x, y.to(device)
+        seen += x.shape[0]
+        if max_samples is not None and seen >= max_samples:
+            return
+
+
 def accumulate(
     model: nn.Module,
     layers: Sequence[LayerInfo],
@@ -311,51 +438,27 @@ def accumulate(
     progress: tqdm,
 ) -> FisherSums:
     """Stream over batches, adding squared per-sample gradients into float64 sums: per layer
-    (``quantity="trace"``) or per parameter (``"diagonal"``); all-reduced across ranks."""
+    (``quantity="trace"``) or per parameter (``"diagonal"``); all-reduced across ranks.
+
+    Each batch goes to the backend as it is (empirical Fisher) or as its (input, draw)
+    pairs, a batch's worth of rows at a time (true Fisher, ``mc_samples`` draws per input,
+    each weighted 1/mc_samples); the backend checks or draws the labels from its own forward.
+    """
     dtype = next(model.parameters()).dtype
     generator = torch.Generator().manual_seed(seed)
-    sums = torch.zeros(len(layers), dtype=torch.float64, device=device)
-    squares: dict[str, Tensor] = {}
-    count, num_classes = 0, None
+    draws = mc_samples if fisher == "true" else None
+    running = _Running(split, torch.zeros(len(layers), dtype=torch.float64, device=device))
+    add = running.add_trace if quantity == "trace" else running.add_diagonal
     with progress:
-        for batch in batches:
-            x, y = _unpack(batch)
-            if max_samples is not None:
-                x, y = x[: max_samples - count], y[: max_samples - count]
-            x = x.to(device=device, dtype=dtype) if x.is_floating_point() else x.to(device)
-            y = y.to(device)
-            if x.shape[0] == 0:
-                break
-            draws = mc_samples if fisher == "true" else 1
-            if fisher == "true" or num_classes is None:
-                with torch.no_grad():
-                    logits = logits_of(model(x))
-                num_classes = logits.shape[1]
-            check_labels(y, num_classes, split)
-            if fisher == "true":
-                y = sample_labels(logits, draws, generator).flatten().to(device)
-                x = x.repeat_interleave(draws, dim=0)
-            where = {"split": split, "offset": count, "repeats": draws}
-            if quantity == "trace":
-                result = engine.squared_norms(model, layers, x, y.long())
-                check_finite(result, layers, model, x, **where)
-                sums += result.squared_norms.to(torch.float64).sum(dim=0) / draws
-            else:
-                diagonal = engine.diagonal(model, layers, x, y.long())
-                per_layer = torch.stack(
-                    [sum(diagonal.squares[n].sum() for n in layer.param_names) for layer in layers]
-                )
-                check_finite(
-                    BatchNorms(diagonal.losses, per_layer[None]), layers, model, x, **where
-                )
-                sums += per_layer.to(torch.float64) / draws  # the trace is the diagonal's sum
-                for name, value in diagonal.squares.items():
-                    squares[name] = squares.get(name, 0) + value.to(torch.float64) / draws
-            count += x.shape[0] // draws
+        for x, y in _inputs(batches, max_samples=max_samples, device=device, dtype=dtype):
+            calls = _backend_calls(
+                x, y, split=split, draws=draws, first_input=running.count, generator=generator
+            )
+            for call in calls:
+                add(engine, model, layers, call)
+            running.count += x.shape[0]
             progress.update(1)
-            if max_samples is not None and count >= max_samples:
-                break
-    return _reduce(sums, squares, count, layers, model, split)
+    return _reduce(running.sums, running.squares, running.count, layers, model, split)
 
 
 def _reduce(
