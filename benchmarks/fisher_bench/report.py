@@ -154,7 +154,8 @@ def table_lines(table: str, group: Group, on_gpu: bool, heading: str) -> list[st
 
 
 def group_lines(key: tuple[str, str, int], group: Group, depth: int) -> list[str]:
-    """A (device, model, batch) group: its heading, size, repeats, rounding floor, tables."""
+    """A (device, model, batch) group: its heading, size, repeats, rounding floor, and the
+    tables that have a method besides the floor (a partial run may fill only one)."""
     device, model, batch = key
     # Any record that built the model knows its size (a timed-out one does not).
     sized = next((r for r in group.values() if r.get("n_params")), {})
@@ -167,7 +168,8 @@ def group_lines(key: tuple[str, str, int], group: Group, depth: int) -> list[str
         f"{distinct(group.values(), 'repeats')} timed repeats.{rounding_floor(group)}",
     ]
     for table in TABLES:
-        lines += table_lines(table, group, device.startswith("cuda"), "#" * (depth + 1))
+        if any(table in tables_of(r) for name, r in group.items() if name != FLOOR_METHOD):
+            lines += table_lines(table, group, device.startswith("cuda"), "#" * (depth + 1))
     return lines
 
 
@@ -192,7 +194,7 @@ def set_lines(record_set: RecordSet, book: TargetBook, depth: int) -> list[str]:
     targets: list[str] = []
     for (device, model, batch), group in grouped(record_set.records).items():
         lines += group_lines((device, model, batch), group, depth)
-        targets += book.lines(model, batch, group)
+        targets += book.lines(model, batch, group, record_set.name)
     methods = [record["method"] for record in record_set.records]
     return [*lines, "", f"{'#' * depth} Targets", "", book.intro(methods), "", *targets]
 

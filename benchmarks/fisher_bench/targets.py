@@ -61,12 +61,14 @@ class Target:
 @dataclass(frozen=True)
 class Cause:
     """The measured cause of a miss: for ``model`` ("*": every model), ``batch`` (None:
-    every batch) and target ``target``."""
+    every batch), target ``target`` and record set ``set`` (None: every set; a name for a
+    cause that holds for that run only, e.g. one of the code before a fix)."""
 
     model: str
     batch: int | None
     target: str
     cause: str
+    set: str | None = None
 
 
 @dataclass(frozen=True)
@@ -86,13 +88,14 @@ class TargetBook:
     causes: tuple[Cause, ...] = ()
     summaries: tuple[Summary, ...] = field(default_factory=tuple)
 
-    def cause(self, model: str, batch: int, target: str) -> str:
-        """The recorded cause of a miss, most specific first: (model, batch), (model, any
-        batch), (any model, any batch)."""
-        causes = {(c.model, c.batch, c.target): c.cause for c in self.causes}
-        for key in ((model, batch, target), (model, None, target), ("*", None, target)):
-            if key in causes:
-                return causes[key]
+    def cause(self, model: str, batch: int, target: str, record_set: str = "") -> str:
+        """The recorded cause of a miss, most specific first: this set's before any set's,
+        then (model, batch), (model, any batch), (any model, any batch)."""
+        causes = {(c.set, c.model, c.batch, c.target): c.cause for c in self.causes}
+        for where in (record_set, None):
+            for key in ((model, batch), (model, None), ("*", None)):
+                if (where, *key, target) in causes:
+                    return causes[(where, *key, target)]
         return NOT_ANALYSED
 
     def intro(self, methods: Iterable[str]) -> str:
@@ -102,8 +105,9 @@ class TargetBook:
         clauses = [s.text.format(**limits) for s in self.summaries if s.method in present]
         return "; ".join(clauses) + ". Computed from the tables above."
 
-    def lines(self, model: str, batch: int, group: Group) -> list[str]:
-        """The bullets of one (model, batch) group: a title, then each judged target."""
+    def lines(self, model: str, batch: int, group: Group, record_set: str = "") -> list[str]:
+        """The bullets of one (model, batch) group of a record set: a title, then each
+        judged target."""
         title = f"- **{model}, batch {batch}**"
         if not ok(group.get("floor")):
             return [f"{title}: no floor measurement, targets not evaluated"]
@@ -111,7 +115,9 @@ class TargetBook:
         for target in self.targets:
             if target.method in group:
                 judge = JUDGES.get(target.kind)
-                lines += judge(target, group, lambda t=target: self.cause(model, batch, t.id))
+                lines += judge(
+                    target, group, lambda t=target: self.cause(model, batch, t.id, record_set)
+                )
         return lines
 
 
