@@ -18,6 +18,7 @@ from typing import Any
 
 from fisher_mi.data import DATASETS
 from fisher_mi.fisher import BACKENDS, FISHER_KINDS, profile
+from fisher_mi.fisher.profile import MAX_MC_SAMPLES
 from fisher_mi.models import ARCHITECTURES
 from fisher_mi.training import OPTIMIZERS, SCHEDULES, TrainConfig
 
@@ -171,7 +172,10 @@ _FISHER_SETTINGS: dict[str, dict[str, Any]] = {
         "type": positive_int,
         "help": "profile a seeded random subset of at most this many samples per split",
     },
-    "mc_samples": {"type": positive_int, "help": "label draws per input for --fisher true"},
+    "mc_samples": {
+        "type": positive_int,
+        "help": f"label draws per input for --fisher true, at most {MAX_MC_SAMPLES}",
+    },
     "chunk_size": {"type": positive_int, "help": "per-sample gradients held at once by vmap"},
     "trainable_only": {"action": "store_true", "help": "skip parameters with requires_grad=False"},
 }
