@@ -27,7 +27,7 @@ STAGES = (
     ("plan",),
     ("defenses",),
     ("training",),
-    ("evaluate",),
+    ("evaluate", "metrics"),
     ("attacks",),
     ("experiments",),
     ("report",),
