@@ -174,6 +174,34 @@ REFERENCES = [
         # torchvision resnet18 has 11,689,512 parameters, 513,000 of them in fc (512 -> 1000)
         n_params=11_689_512 - 513_000 + 2048 * 7 + 7,
     ),
+    # GMI-Attack MNIST/classify.py SCNN, the MNIST evaluator: Sequential indices conv, BN,
+    # LeakyReLU (+ MaxPool after the first two blocks): 0/1, 4/5, 8/9, 11/12, 14/15.
+    Reference(
+        arch="scnn",
+        input_shape=(1, 32, 32),
+        feat_dim=512,
+        keys=(
+            ("feature.0.weight", (32, 1, 7, 7)),
+            ("feature.0.bias", (32,)),
+            ("feature.1.running_mean", (32,)),
+            ("feature.4.weight", (64, 32, 5, 5)),
+            ("feature.5.running_var", (64,)),
+            ("feature.8.weight", (128, 64, 5, 5)),
+            ("feature.9.weight", (128,)),
+            ("feature.11.weight", (256, 128, 3, 3)),
+            ("feature.12.num_batches_tracked", ()),
+            ("feature.14.weight", (512, 256, 3, 3)),
+            ("feature.15.bias", (512,)),
+            ("fc_layer.weight", (NUM_CLASSES, 512)),
+            ("fc_layer.bias", (NUM_CLASSES,)),
+        ),
+        absent=("feature.2.weight", "feature.3.weight", "feature.16.weight", "bn.weight"),
+        # 5 convs x 2 + 5 BN2d x 5 + fc_layer 2
+        n_keys=10 + 25 + 2,
+        # convs (weight + bias): 32*49+32, 64*32*25+64, 128*64*25+128, 256*128*9+256,
+        # 512*256*9+512; BN2d 2*(32+64+128+256+512); fc_layer 512*7+7
+        n_params=1_600 + 51_264 + 204_928 + 295_168 + 1_180_160 + 1_984 + 3_591,
+    ),
 ]
 IDS = [reference.arch for reference in REFERENCES]
 

@@ -47,13 +47,14 @@ def _stage(in_channels: int, out_channels: int, blocks: int, stride: int) -> nn.
     return nn.Sequential(first, *rest)
 
 
-def resnet18_trunk() -> nn.Sequential:
+def resnet18_trunk(in_channels: int = 3) -> nn.Sequential:
     """torchvision ``resnet18`` without ``avgpool`` and ``fc``, as one ``Sequential``
     (``list(resnet18().children())[:-2]``): ``0`` conv7x7/2, ``1`` BN, ``2`` ReLU,
     ``3`` max-pool 3x3/2, ``4``-``7`` the four stages of two blocks (64, 128, 256, 512 wide).
+    ``in_channels`` is conv1's input width (torchvision's is 3); nothing else depends on it.
     """
     return nn.Sequential(
-        nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3, bias=False),
+        nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False),
         nn.BatchNorm2d(64),
         nn.ReLU(inplace=True),
         nn.MaxPool2d(kernel_size=3, stride=2, padding=1),
@@ -66,7 +67,10 @@ def resnet18_trunk() -> nn.Sequential:
 
 @register_architecture(
     "resnet18",
-    kwargs_from_state={"num_classes": ("fc_layer.weight", 0)},
+    kwargs_from_state={
+        "num_classes": ("fc_layer.weight", 0),
+        "in_channels": ("feature.0.weight", 1),
+    },
     description="LOMMA/TL-DMI ResNet-18 target: torchvision trunk as feature, 3x64x64, 2048-d",
 )
 class ResNet18(nn.Module):
@@ -79,7 +83,9 @@ class ResNet18(nn.Module):
     ``layer1.0.conv1``, ..., ``feature.7.*`` for ``layer4``); there is no global pooling, so at
     64x64 the 512x2x2 map is flattened to 2048 features (the original's ``feat_dim = 2048``) for
     ``fc_layer`` = Linear(2048, num_classes). ``forward`` returns ``(features, logits)`` as the
-    original does.
+    original does. ``in_channels`` (default 3, the original's) sets conv1's input width only,
+    so a 1-channel evaluator at 64 px (grey faces, digits) has the same keys and every other
+    shape; the default model's state dict is the original's.
 
     TL-DMI's ``models/resnet.py`` has a second ResNet (``_resnetR``, "Resnet-R" in its
     configs, by default a plain [1, 1, 1, 1] net) with torchvision's top-level names
@@ -87,11 +93,11 @@ class ResNet18(nn.Module):
     checkpoints are not this architecture.
     """
 
-    def __init__(self, num_classes: int = 1000) -> None:
+    def __init__(self, num_classes: int = 1000, in_channels: int = 3) -> None:
         super().__init__()
-        self.input_shape = (3, 64, 64)
+        self.input_shape = (in_channels, 64, 64)
         self.feat_dim = 512 * 2 * 2
-        self.feature = resnet18_trunk()
+        self.feature = resnet18_trunk(in_channels)
         self.fc_layer = nn.Linear(self.feat_dim, num_classes)
         torchvision_init(self.feature)
 
@@ -99,7 +105,7 @@ class ResNet18(nn.Module):
         """The tuple ``(features, logits)``, as the LOMMA / TL-DMI original returns.
 
         Args:
-            x: N x 3 x 64 x 64 images in [0, 1].
+            x: N x in_channels x 64 x 64 images in [0, 1].
 
         Returns:
             The N x 2048 flattened trunk maps (512 x 2 x 2, no pooling) and the
