@@ -185,7 +185,8 @@ class InversionAttack(ABC):
         if self.settings.feature_reg > 0 and self.public_mean is None:
             raise ConfigError("feature_reg needs public_mean, the target's mean public feature")
 
-    def _check_identities(self, identities: Tensor, classes: int) -> None:
+    def check_identities(self, identities: Tensor, classes: int) -> None:
+        """Refuse an empty identity set or identities outside the target's classes."""
         if identities.numel() == 0:
             raise ConfigError("no identities to attack; pass --ids all, A-B or a,b,c")
         low, high = int(identities.min()), int(identities.max())
@@ -322,7 +323,7 @@ class InversionAttack(ABC):
     def run(self, identities: Sequence[int] | Tensor, *, progress: bool = False) -> Inversion:
         """Attack every identity; batches of ``batch_size`` units, never one identity at a time."""
         ids = torch.as_tensor(identities, dtype=torch.long).flatten()
-        self._check_identities(ids, self.classes)
+        self.check_identities(ids, self.classes)
         batches = self.batches(ids)
         total = len(batches) * self.settings.iterations
         with tqdm(total=total, desc=f"{self.name} attack", disable=not progress) as bar:
