@@ -2,10 +2,19 @@
 
 ``accuracy`` scores a classifier on labelled data; ``metrics`` holds the attack metrics as
 functions of tensors (top-k hits, KNN distance, Frechet distance; ``fisher_mi.metrics`` is their
-public face).
+public face); ``evaluator`` puts images into an evaluation classifier and checks that it is a
+fair judge of the target.
 """
 
 from fisher_mi.evaluate.accuracy import accuracy
+from fisher_mi.evaluate.evaluator import (
+    LUMA_WEIGHTS,
+    RESIZE_METHOD,
+    EvaluatorWarning,
+    check_evaluator,
+    features_and_logits,
+    resize_for,
+)
 from fisher_mi.evaluate.metrics import (
     FRECHET_LABEL,
     FewSamplesWarning,
@@ -17,10 +26,16 @@ from fisher_mi.evaluate.metrics import (
 
 __all__ = [
     "FRECHET_LABEL",
+    "LUMA_WEIGHTS",
+    "RESIZE_METHOD",
+    "EvaluatorWarning",
     "FewSamplesWarning",
     "accuracy",
+    "check_evaluator",
+    "features_and_logits",
     "frechet_distance",
     "frechet_report",
     "knn_distance",
+    "resize_for",
     "topk_hits",
 ]
