@@ -298,3 +298,19 @@ def test_networks_stay_in_their_modes_and_flags() -> None:
     invert(model, prior, identities=[0], per_identity=1, iterations=2)
     assert model.training and prior.generator.training
     assert all(p.requires_grad for p in model.parameters())
+
+
+@pytest.mark.parametrize("method", ["gmi", "kedmi", "plgmi"])
+def test_zero_iterations_are_the_prior_only_baseline(method: str) -> None:
+    prior = gan(method)
+    result = invert(
+        target(), prior, method=method, identities=[0, 1], per_identity=2, iterations=0, seed=3
+    )
+    again = invert(
+        target(), prior, method=method, identities=[0, 1], per_identity=2, iterations=0, seed=3
+    )
+    assert torch.equal(result.images, again.images) and result.images.shape[0] == 4
+    if method == "gmi":  # unoptimised: exactly the seeded initial latents
+        ids, draws = torch.tensor([0, 0, 1, 1]), torch.tensor([0, 1, 0, 1])
+        initial = counter_random.normal(3, INITIAL, ids, draws, 0, 100)
+        torch.testing.assert_close(result.latents, initial)

@@ -41,7 +41,8 @@ class AttackSettings:
     """The options of one attack run; each method's class states its defaults.
 
     Attributes:
-        iterations: optimiser steps per batch.
+        iterations: optimiser steps per batch; 0 gives the prior-only baseline (the
+            unoptimised samples of the same prior, seeds and draws).
         lr: learning rate of the latent optimiser.
         identity_weight: lambda in prior + lambda * identity (GMI and KEDMI: 100).
         per_identity: reconstructions per identity (draws).
@@ -63,10 +64,10 @@ class AttackSettings:
     clip_latent: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("iterations", "per_identity", "batch_size"):
+        for name, low in (("iterations", 0), ("per_identity", 1), ("batch_size", 1)):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be a whole number of at least 1, got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ConfigError(f"{name} must be a whole number of at least {low}, got {value!r}")
         if not 0 <= self.seed < 2**63:
             raise ConfigError(f"seed must be a whole number from 0 to 2**63 - 1, got {self.seed}")
         if not self.lr > 0 or self.identity_weight < 0 or self.feature_reg < 0:
