@@ -1,0 +1,10 @@
+"""The attack half: GAN priors (and, built on them, the model-inversion attacks)."""
+
+from fisher_mi.attacks.priors import (
+    GAN,
+    PRIORS,
+    GANArchitecture,
+    build_gan,
+)
+
+__all__ = ["GAN", "PRIORS", "GANArchitecture", "build_gan"]
