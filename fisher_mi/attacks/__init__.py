@@ -5,6 +5,8 @@ from fisher_mi.attacks.priors import (
     PRIORS,
     GANArchitecture,
     build_gan,
+    load_gan,
+    save_gan,
 )
 
-__all__ = ["GAN", "PRIORS", "GANArchitecture", "build_gan"]
+__all__ = ["GAN", "PRIORS", "GANArchitecture", "build_gan", "load_gan", "save_gan"]

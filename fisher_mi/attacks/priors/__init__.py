@@ -1,4 +1,4 @@
-"""GAN priors of the model-inversion attacks: kinds (gmi, kedmi, plgmi), networks."""
+"""GAN priors of the model-inversion attacks: kinds (gmi, kedmi, plgmi), networks, files."""
 
 from fisher_mi.attacks.priors import kinds  # noqa: F401  (importing registers the kinds)
 from fisher_mi.attacks.priors.base import (
@@ -12,9 +12,11 @@ from fisher_mi.attacks.priors.base import (
     build_gan,
     register_prior,
 )
+from fisher_mi.attacks.priors.files import GAN_FORMAT, load_gan, save_gan
 
 __all__ = [
     "GAN",
+    "GAN_FORMAT",
     "PRESETS",
     "PRIORS",
     "GANArchitecture",
@@ -22,5 +24,7 @@ __all__ = [
     "Preset",
     "PriorKind",
     "build_gan",
+    "load_gan",
     "register_prior",
+    "save_gan",
 ]
