@@ -10,8 +10,6 @@ every rank reads the whole set from the shared folder (rank 0 then writes the ou
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,7 @@ from tqdm.auto import tqdm
 from fisher_mi.attacks.inversion import Inversion, InversionAttack
 from fisher_mi.distributed import is_distributed, rank, world_size
 from fisher_mi.errors import ConfigError
+from fisher_mi.evaluate import protocol_hash
 from fisher_mi.io import load_checkpoint, save_checkpoint
 
 BATCHES = "batches"
@@ -30,12 +29,6 @@ BATCHES = "batches"
 def protocol_of(attack: InversionAttack, identities: Sequence[int]) -> dict[str, Any]:
     """What determines the images: method, settings (batch size included) and identities."""
     return {"method": attack.name, **vars(attack.settings), "identities": list(identities)}
-
-
-def protocol_hash(protocol: dict[str, Any]) -> str:
-    """sha256 of the protocol's canonical JSON (later stages never mix runs of two)."""
-    text = json.dumps(protocol, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _batch_path(out: Path, index: int) -> Path:
