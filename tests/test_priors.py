@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from fisher_mi.attacks import GAN, PRIORS, build_gan
+from fisher_mi.attacks.priors import losses
 from fisher_mi.attacks.priors.minibatch import MinibatchDiscrimination
 from fisher_mi.attacks.priors.snresnet import CategoricalConditionalBatchNorm2d
 from fisher_mi.errors import ConfigError, RegistryError
@@ -304,3 +305,105 @@ def test_generate_refuses(kind, make, says):
     with pytest.raises(ConfigError, match=says) as caught:
         gan.generate(*make(gan))
     assert "\n" not in str(caught.value)
+
+
+# -- training losses, by hand ---------------------------------------------------------------
+
+LOG2, LOG3 = math.log(2.0), math.log(3.0)
+
+
+def test_each_kind_registers_its_losses():
+    found = {
+        name: (kind.losses.discriminator.__name__, kind.losses.generator.__name__)
+        for name, kind in PRIORS.items()
+    }
+    assert found == {
+        "gmi": ("wgan_critic_loss", "wgan_generator_loss"),
+        "kedmi": ("kedmi_discriminator_loss", "kedmi_generator_loss"),
+        "plgmi": ("hinge_discriminator_loss", "hinge_generator_loss"),
+    }
+
+
+def test_gradient_penalty_of_a_linear_critic():
+    """D(x) = w . x has gradient w everywhere: GP = (||w|| - 1)^2 = (5 - 1)^2 = 16."""
+    w = torch.tensor([3.0, 4.0])
+    real, fake = torch.tensor([[1.0, 0.0], [0.0, 1.0]]), torch.tensor([[2.0, 2.0], [5.0, 1.0]])
+    penalty = losses.gradient_penalty(lambda x: x @ w, real, fake, torch.tensor([0.3, 0.9]))
+    assert penalty.item() == pytest.approx(16.0)
+
+
+def test_gradient_penalty_interpolates_with_alpha():
+    """D(x) = ||x||^2 / 2 has gradient x: at x = real + alpha (fake - real) = (0, 3) the norm
+    is 3 and GP = (3 - 1)^2 = 4."""
+    real, fake = torch.tensor([[0.0, 1.0]]), torch.tensor([[0.0, 5.0]])
+
+    def critic(x):
+        return 0.5 * (x**2).sum(1)
+
+    penalty = losses.gradient_penalty(critic, real, fake, torch.tensor([0.5]))
+    assert penalty.item() == pytest.approx(4.0)
+
+
+def test_gradient_penalty_trains_the_critic():
+    critic = torch.nn.Linear(2, 1)
+    real, fake = torch.randn(3, 2), torch.randn(3, 2)
+    penalty = losses.gradient_penalty(lambda x: critic(x).view(-1), real, fake, torch.rand(3))
+    penalty.backward()
+    assert critic.weight.grad is not None
+
+
+def test_wgan_losses_by_hand():
+    """-(mean real - mean fake) + 10 GP = -(2 - (-1)) + 10 * 0.5 = 2; generator: -(-1) = 1."""
+    real, fake = torch.tensor([1.0, 3.0]), torch.tensor([0.0, -2.0])
+    critic = losses.wgan_critic_loss(real, fake, torch.tensor(0.5))
+    assert critic.item() == pytest.approx(2.0)
+    assert losses.wgan_generator_loss(fake).item() == pytest.approx(1.0)
+
+
+def test_soft_cross_entropy_by_hand():
+    """Uniform discriminator logits over 2 classes: -sum_k p_k log(1/2) = log 2 per sample,
+    whatever the target's soft labels."""
+    logits, target = torch.zeros(3, 2), torch.tensor([[5.0, -1.0], [0.0, 0.0], [2.0, 7.0]])
+    assert losses.soft_cross_entropy(logits, target).item() == pytest.approx(LOG2)
+
+
+def test_soft_cross_entropy_uses_the_targets_softmax():
+    """Target logits (0, log 3) give soft labels (1/4, 3/4); with the same discriminator
+    logits the loss is their entropy -(1/4 log 1/4 + 3/4 log 3/4)."""
+    target = torch.tensor([[0.0, LOG3]])
+    logits = torch.tensor([[0.0, LOG3]])
+    expected = -(0.25 * math.log(0.25) + 0.75 * math.log(0.75))
+    assert losses.soft_cross_entropy(logits, target).item() == pytest.approx(expected)
+
+
+def test_kedmi_discriminator_loss_by_hand():
+    """Zero logits over 2 classes: L = logsumexp = log 2, softplus(L) = log 3.
+    Labelled: log 2; unlabelled: 0.5 (log 3 - log 2 + log 3)."""
+    zeros = torch.zeros(2, 2)
+    loss = losses.kedmi_discriminator_loss(zeros, torch.randn(2, 2), zeros, zeros)
+    assert loss.item() == pytest.approx(LOG2 + 0.5 * (2 * LOG3 - LOG2))
+
+
+def test_unlabelled_loss_is_the_k_plus_one_class_log_likelihood():
+    """With the fake logit fixed at 0: -log D(real) - log(1 - D(fake)), D = Z / (Z + 1)."""
+    real, fake = torch.tensor([[0.2, -1.0, 0.5]]), torch.tensor([[1.0, 0.3, -0.7]])
+    z_real, z_fake = real.exp().sum(), fake.exp().sum()
+    expected = -torch.log(z_real / (z_real + 1)) - torch.log(1 / (z_fake + 1))
+    assert losses.unlabelled_loss(real, fake).item() == pytest.approx(expected.item())
+
+
+def test_kedmi_generator_loss_by_hand():
+    """Batch means (2, 3) and (1, 1): L1 mean 1.5; entropy of zero logits over 2 classes,
+    summed over 2 samples: 2 log 2, times 1e-4."""
+    fake_features = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
+    public_features = torch.tensor([[0.0, 0.0], [2.0, 2.0]])
+    loss = losses.kedmi_generator_loss(fake_features, public_features, torch.zeros(2, 2))
+    assert loss.item() == pytest.approx(1.5 + 1e-4 * 2 * LOG2)
+
+
+def test_hinge_losses_by_hand():
+    """mean relu(1 - (2, 0.5)) = 0.25, mean relu(1 + (-2, 0.5)) = 0.75; generator
+    -mean(-2, 0.5) = 0.75."""
+    real, fake = torch.tensor([2.0, 0.5]), torch.tensor([-2.0, 0.5])
+    assert losses.hinge_discriminator_loss(real, fake).item() == pytest.approx(1.0)
+    assert losses.hinge_generator_loss(fake).item() == pytest.approx(0.75)

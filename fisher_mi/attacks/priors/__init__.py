@@ -1,4 +1,4 @@
-"""GAN priors of the model-inversion attacks: kinds (gmi, kedmi, plgmi), networks, files."""
+"""GAN priors of the model-inversion attacks: kinds, their networks and losses, GAN files."""
 
 from fisher_mi.attacks.priors import kinds  # noqa: F401  (importing registers the kinds)
 from fisher_mi.attacks.priors.base import (
@@ -9,6 +9,7 @@ from fisher_mi.attacks.priors.base import (
     NetworkSpec,
     Preset,
     PriorKind,
+    PriorLosses,
     build_gan,
     register_prior,
 )
@@ -23,6 +24,7 @@ __all__ = [
     "NetworkSpec",
     "Preset",
     "PriorKind",
+    "PriorLosses",
     "build_gan",
     "load_gan",
     "register_prior",

@@ -2,10 +2,11 @@
 
 A *prior kind* (``gmi``, ``kedmi``, ``plgmi``) is a small registered class that states only
 what differs between the papers' priors: its latent dimension, whether its generator is
-class-conditional, and the two networks it builds (each a ``NetworkSpec``: how to build it
-from a ``GANArchitecture`` and how to read that architecture back from a state dict, which is
-what lets ``load_gan`` recognise the published checkpoints). Everything else (presets, input
-checks, building, the ``GAN`` object) is written once here.
+class-conditional, its training losses (``PriorLosses``) and the two networks it builds
+(each a ``NetworkSpec``: how to build it from a ``GANArchitecture`` and how to read that
+architecture back from a state dict, which is what lets ``load_gan`` recognise the
+published checkpoints). Everything else (presets, input checks, building, the ``GAN``
+object) is written once here.
 
 Presets (the same for every kind; widths of generator / discriminator):
 
@@ -114,6 +115,20 @@ class NetworkSpec:
     sizes: Callable[[Mapping[str, Tensor]], dict[str, int]]
 
 
+@dataclass(frozen=True)
+class PriorLosses:
+    """The training losses of a prior kind (pure functions, see ``losses.py``).
+
+    Attributes:
+        discriminator: the discriminator's (critic's) loss; its arguments are the kind's
+            (scores for gmi and plgmi, class logits and soft labels for kedmi).
+        generator: the generator's loss.
+    """
+
+    discriminator: Callable[..., Tensor]
+    generator: Callable[..., Tensor]
+
+
 class PriorKind:
     """A GAN prior kind; subclasses state only what differs (class attributes).
 
@@ -125,6 +140,7 @@ class PriorKind:
             ``num_classes`` required.
         generator: the generator's ``NetworkSpec``.
         discriminator: the discriminator's ``NetworkSpec``.
+        losses: the training losses of the two networks.
         image_sizes: image sides it builds.
         presets: preset name -> ``Preset``.
         paper: the paper and reference code, for listings.
@@ -136,6 +152,7 @@ class PriorKind:
     class_head: ClassVar[bool] = False
     generator: ClassVar[NetworkSpec]
     discriminator: ClassVar[NetworkSpec]
+    losses: ClassVar[PriorLosses]
     image_sizes: ClassVar[tuple[int, ...]] = IMAGE_SIZES
     presets: ClassVar[Mapping[str, Preset]] = PRESETS
     paper: ClassVar[str] = ""

@@ -1,9 +1,10 @@
-"""The registered GAN prior kinds: each states its latent, conditioning and two networks."""
+"""The registered GAN prior kinds: each states its latent, conditioning, networks and losses."""
 
 from __future__ import annotations
 
 from fisher_mi.attacks.priors.base import NetworkSpec, PriorKind, register_prior
 from fisher_mi.attacks.priors.dcgan import DCGANGenerator, build_critic, critic_sizes
+from fisher_mi.attacks.priors.losses import HINGE, KEDMI, WGAN_GP
 from fisher_mi.attacks.priors.minibatch import MinibatchDiscriminator
 from fisher_mi.attacks.priors.snresnet import ResNetGenerator, SNResNetProjectionDiscriminator
 
@@ -31,6 +32,7 @@ class GMIPrior(PriorKind):
         build=build_critic,
         sizes=critic_sizes,
     )
+    losses = WGAN_GP
     paper = "Zhang et al., The Secret Revealer (CVPR 2020)"
 
 
@@ -51,6 +53,7 @@ class KEDMIPrior(GMIPrior):
         build=MinibatchDiscriminator.from_architecture,
         sizes=MinibatchDiscriminator.sizes_from_state,
     )
+    losses = KEDMI
     paper = "Chen et al., Knowledge-Enriched Distributional Model Inversion (ICCV 2021)"
 
 
@@ -77,4 +80,5 @@ class PLGMIPrior(PriorKind):
         build=SNResNetProjectionDiscriminator.from_architecture,
         sizes=SNResNetProjectionDiscriminator.sizes_from_state,
     )
+    losses = HINGE
     paper = "Yuan et al., Pseudo Label-Guided Model Inversion (AAAI 2023)"
