@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from fisher_mi.attacks import build_gan, save_gan
 from fisher_mi.cli import COMMANDS, build_parser, main
 from fisher_mi.data import load_dataset
 from fisher_mi.fisher import profile
@@ -39,7 +40,15 @@ def _table(tmp_path: Path) -> Path:
     return write_table(tmp_path / "inputs" / "fisher.csv", table)
 
 
-# A valid invocation of each command, without --out and --device (the cases add those).
+def _gan(tmp_path: Path) -> Path:
+    torch.manual_seed(0)
+    folder = tmp_path / "inputs" / "gan"
+    save_gan(build_gan("gmi", channels=1, image_size=32, preset="cpu"), folder)
+    return folder
+
+
+# A valid invocation of each command, without --out and --device (the cases add those); the
+# evaluate case names a run folder that the failing checks never reach.
 VALID: dict[str, Callable[[Path], list[str]]] = {
     "profile": lambda t: [
         str(_model(t)),
@@ -64,6 +73,19 @@ VALID: dict[str, Callable[[Path], list[str]]] = {
         "1",
     ],
     "demo": lambda t: ["--data", "digits", "--epochs", "1", "--max-samples", "4"],
+    "attack": lambda t: [
+        "--target",
+        str(_model(t)),
+        "--gan",
+        str(_gan(t)),
+        "--ids",
+        "0",
+        "--per-id",
+        "1",
+        "--iters",
+        "1",
+    ],
+    "evaluate": lambda t: [str(t / "run"), "--evaluator", str(_model(t)), "--data", "digits"],
 }
 
 

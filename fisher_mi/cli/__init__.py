@@ -2,10 +2,18 @@
 
 ``commands`` (the registry), ``options`` (option groups shared by the commands), ``common``
 (what several commands do alike), ``main`` (parser, checks before work, run folders, errors),
-and one module per subcommand: ``profile``, ``plan``, ``train``, ``demo``.
+and one module per subcommand: ``profile``, ``plan``, ``train``, ``attack``, ``evaluate``,
+``demo``.
 """
 
-from fisher_mi.cli import demo, plan, profile, train  # noqa: F401  (registers the commands)
+from fisher_mi.cli import (  # noqa: F401  (importing registers the commands)
+    attack,
+    demo,
+    evaluate,
+    plan,
+    profile,
+    train,
+)
 from fisher_mi.cli.commands import COMMANDS, Command, register_command
 from fisher_mi.cli.main import build_parser, execute, main
 

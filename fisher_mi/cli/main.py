@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -64,6 +65,13 @@ def execute(command: Command, args: argparse.Namespace) -> None:
         held.finish(command.run(args))
 
 
+def _one_line_warning(
+    message: Warning | str, category: type[Warning], *_: object, **__: object
+) -> None:
+    """Show a library warning as one ``fisher-mi: warning:`` line, not a source excerpt."""
+    print(f"fisher-mi: warning: {message}", file=sys.stderr)
+
+
 def _fail(message: str) -> int:
     print(f"fisher-mi: error: {message}", file=sys.stderr)
     return EXIT_USER_ERROR
@@ -73,7 +81,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run ``fisher-mi`` with ``argv`` (default: the process's arguments); the exit status."""
     args = build_parser().parse_args(argv)
     try:
-        execute(COMMANDS.get(args.command), args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line_warning
+            execute(COMMANDS.get(args.command), args)
     except FisherMIError as err:
         if args.debug:
             raise
