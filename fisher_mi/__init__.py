@@ -1,29 +1,45 @@
 """fisher_mi: which layers of a classifier hold its private training data, measured by
-per-layer Fisher information, and the transfer-learning defense (TL-DMI) built on it."""
+per-layer Fisher information, the transfer-learning defense (TL-DMI) built on it, and the
+model-inversion attacks that test it."""
 
+from fisher_mi import metrics
 from fisher_mi._version import __version__
+from fisher_mi.attacks import GAN, build_gan, load_gan, save_gan
+from fisher_mi.attacks.inversion import Inversion, invert
 from fisher_mi.data import load_dataset
 from fisher_mi.errors import FisherMIError
+from fisher_mi.evaluate import accuracy, check_evaluator, features_and_logits, score_run
 from fisher_mi.fisher import fisher_diagonal, profile
 from fisher_mi.models import build_model, load_model, named_layers, save_model
 from fisher_mi.plan import FreezePlan, apply_plan, plan_freeze
 from fisher_mi.training import TrainConfig, load_init, pretrain_public, train
 
 __all__ = [
+    "GAN",
     "FisherMIError",
     "FreezePlan",
+    "Inversion",
     "TrainConfig",
     "__version__",
+    "accuracy",
     "apply_plan",
+    "build_gan",
     "build_model",
+    "check_evaluator",
+    "features_and_logits",
     "fisher_diagonal",
+    "invert",
     "load_dataset",
+    "load_gan",
     "load_init",
     "load_model",
+    "metrics",
     "named_layers",
     "plan_freeze",
     "pretrain_public",
     "profile",
+    "save_gan",
     "save_model",
+    "score_run",
     "train",
 ]
