@@ -109,10 +109,10 @@ def load_model(
     """
     source = Path(path)
     payload = load_checkpoint(source)
-    if _is_own_format(payload):
+    if is_own_format(payload):
         arch_name, kwargs, state = _read_own_format(source, payload, arch)
     else:
-        state = _strip_prefixes(_find_state_dict(source, payload))
+        state = strip_prefixes(find_state_dict(source, payload))
         entry = ARCHITECTURES.get(arch) if arch else _recognise(source, state)
         arch_name, kwargs = entry.name, entry.kwargs_for(state)
     if num_classes is None:
@@ -125,7 +125,7 @@ def load_model(
     return model.eval()
 
 
-def _is_own_format(payload: Any) -> bool:
+def is_own_format(payload: Any) -> bool:
     """A payload meant to be in fisher_mi's format: a dict whose ``format`` names fisher_mi
     (this version, another, or a GAN file) or that holds our ``arch_kwargs`` key, so that a
     damaged one is refused as such instead of being searched for a foreign state dict."""
@@ -170,7 +170,7 @@ def _own_format_problem(payload: Mapping[str, Any], arch: str | None) -> str | N
     found = payload.get("format")
     if found != FORMAT:
         return (
-            f"has format {_shown(found)}, which load_model does not read (it reads {FORMAT} "
+            f"has format {shown(found)}, which load_model does not read (it reads {FORMAT} "
             "classifier checkpoints); use the fisher_mi version or the reader that wrote it"
         )
     missing = [key for key in REQUIRED_FIELDS if key not in payload]
@@ -178,10 +178,10 @@ def _own_format_problem(payload: Mapping[str, Any], arch: str | None) -> str | N
         return f"lacks {', '.join(missing)}; {RESAVE}"
     for key, (accepts, what) in FIELDS.items():
         if key in payload and not accepts(payload[key]):
-            return f"has a malformed {key} ({_shown(payload[key])}): expected {what}; {RESAVE}"
+            return f"has a malformed {key} ({shown(payload[key])}): expected {what}; {RESAVE}"
     if arch is None and payload["arch"] not in ARCHITECTURES:
         return (
-            f"names architecture {_shown(payload['arch'])}, which this fisher_mi does not "
+            f"names architecture {shown(payload['arch'])}, which this fisher_mi does not "
             f"know; pass --arch NAME (known: {', '.join(ARCHITECTURES.names())})"
         )
     return _size_problem(ARCHITECTURES.get(arch or payload["arch"]), payload["arch_kwargs"])
@@ -194,13 +194,12 @@ def _size_problem(entry: ArchEntry, kwargs: Mapping[str, Any]) -> str | None:
         value = kwargs.get(name, 1)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             return (
-                f"has arch_kwargs {name}={_shown(value)}, not a whole number of at least 1; "
-                f"{RESAVE}"
+                f"has arch_kwargs {name}={shown(value)}, not a whole number of at least 1; {RESAVE}"
             )
     return None
 
 
-def _shown(value: Any) -> str:
+def shown(value: Any) -> str:
     """A file's value in a one-line message: a short repr of a number or string, else the
     type's name (a tensor's or a container's repr may run to many lines)."""
     if value is None or isinstance(value, str | int | float):
@@ -213,7 +212,8 @@ def _is_kwargs(value: Any) -> bool:
     return isinstance(value, Mapping) and all(isinstance(key, str) for key in value)
 
 
-def _is_state_dict(obj: Any) -> bool:
+def is_state_dict(obj: Any) -> bool:
+    """A non-empty mapping of parameter names (strings) to tensors."""
     return (
         isinstance(obj, Mapping)
         and len(obj) > 0
@@ -224,19 +224,19 @@ def _is_state_dict(obj: Any) -> bool:
 FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "arch": (lambda value: isinstance(value, str), "an architecture name"),
     "arch_kwargs": (_is_kwargs, "a dict of keyword arguments by name"),
-    "state_dict": (_is_state_dict, "a non-empty dict of tensors by parameter name"),
+    "state_dict": (is_state_dict, "a non-empty dict of tensors by parameter name"),
     "meta": (lambda value: isinstance(value, Mapping), "a dict of plain values"),
 }
 """Each field of our format: what accepts its value, and what that is in words."""
 
 
-def _find_state_dict(source: Path, payload: Any) -> Mapping[str, Tensor]:
+def find_state_dict(source: Path, payload: Any) -> Mapping[str, Tensor]:
     """The tensors of a raw state dict or of one nested under a usual key."""
     candidates = [payload]
     if isinstance(payload, Mapping):
         candidates += [payload[key] for key in NESTING_KEYS if key in payload]
     for candidate in candidates:
-        if _is_state_dict(candidate):
+        if is_state_dict(candidate):
             return candidate
     found = list(payload)[:5] if isinstance(payload, Mapping) else type(payload).__name__
     raise CheckpointError(
@@ -245,7 +245,7 @@ def _find_state_dict(source: Path, payload: Any) -> Mapping[str, Tensor]:
     )
 
 
-def _strip_prefixes(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
+def strip_prefixes(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
     """Drop DataParallel/DistributedDataParallel ``module.`` prefixes (possibly repeated)."""
     stripped = {}
     for key, value in state.items():
@@ -265,9 +265,10 @@ def _shapes_on_meta(entry: ArchEntry, state: Mapping[str, Tensor]) -> dict[str, 
     return {key: value.shape for key, value in model.state_dict().items()}
 
 
-def _difference(
+def key_difference(
     expected: Mapping[str, torch.Size], state: Mapping[str, Tensor]
 ) -> dict[str, list[str]]:
+    """The keys ``state`` lacks, the keys it has in excess, and those of another shape."""
     return {
         "missing": [key for key in expected if key not in state and not _optional(key)],
         "unexpected": [key for key in state if key not in expected],
@@ -285,7 +286,8 @@ def _optional(key: str) -> bool:
     return key.endswith("num_batches_tracked")
 
 
-def _describe(difference: Mapping[str, list[str]]) -> str:
+def describe_difference(difference: Mapping[str, list[str]]) -> str:
+    """``key_difference`` in one line: counts and the first few keys of each kind."""
     parts = []
     for what, keys in difference.items():
         if keys:
@@ -304,7 +306,7 @@ def _ranked_architectures(
     for name, entry in ARCHITECTURES.items():
         shapes = _shapes_on_meta(entry, state)
         if shapes is not None:
-            difference = _difference(shapes, state)
+            difference = key_difference(shapes, state)
             ranked.append((sum(map(len, difference.values())), name, difference))
     return sorted(ranked, key=lambda item: item[0])
 
@@ -324,7 +326,8 @@ def _recognise(source: Path, state: Mapping[str, Tensor]) -> ArchEntry:
     _, closest, difference = ranked[0]
     raise ArchitectureMismatchError(
         f"checkpoint {source} fits no registered architecture; closest is {closest!r} with "
-        f"{_describe(difference)}; pass --arch NAME (known: {', '.join(ARCHITECTURES.names())})"
+        f"{describe_difference(difference)}; pass --arch NAME "
+        f"(known: {', '.join(ARCHITECTURES.names())})"
     )
 
 
@@ -338,11 +341,11 @@ def _require_fit(
         expected = {
             key: v.shape for key, v in build_model(arch_name, **kwargs).state_dict().items()
         }
-    difference = _difference(expected, state)
+    difference = key_difference(expected, state)
     if any(difference.values()):
         raise ArchitectureMismatchError(
             f"checkpoint {source} does not fit architecture {arch_name!r}: "
-            f"{_describe(difference)}; {_fix(arch_name, state)}"
+            f"{describe_difference(difference)}; {_fix(arch_name, state)}"
         )
 
 

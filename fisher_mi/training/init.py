@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from fisher_mi.errors import ArchitectureMismatchError
 from fisher_mi.io import load_checkpoint
-from fisher_mi.models.checkpoint import _find_state_dict, _strip_prefixes
+from fisher_mi.models.checkpoint import find_state_dict, strip_prefixes
 from fisher_mi.plan.table import few
 
 
@@ -43,7 +43,7 @@ def load_init(model: nn.Module, path: str | os.PathLike[str], *, partial: bool =
         ArchitectureMismatchError: no tensor matched, or (without ``partial``) some did not.
     """
     source = Path(path)
-    state = _strip_prefixes(_find_state_dict(source, load_checkpoint(source)))
+    state = strip_prefixes(find_state_dict(source, load_checkpoint(source)))
     target = model.state_dict()
     prefix, matched = _best_placement(model, target, state)
     where = f" under {prefix[:-1]!r}" if prefix else ""

@@ -46,17 +46,17 @@ from fisher_mi.attacks.priors.snresnet import (
 from fisher_mi.errors import ArchitectureMismatchError, CheckpointError, ConfigError
 from fisher_mi.io import load_checkpoint, save_checkpoint
 
-# The classifier reader's helpers, shared so that GAN and classifier files are read and
-# their mismatches described in the same words.
+# The classifier reader's helpers: GAN and classifier files are read, and their mismatches
+# described, in the same words.
 from fisher_mi.models.checkpoint import (
-    _describe,
-    _difference,
-    _find_state_dict,
-    _is_own_format,
-    _is_state_dict,
-    _shown,
-    _strip_prefixes,
+    describe_difference,
+    find_state_dict,
+    is_own_format,
+    is_state_dict,
+    key_difference,
     plain_values,
+    shown,
+    strip_prefixes,
 )
 from fisher_mi.rundir import check_listed
 
@@ -109,8 +109,8 @@ def _merged_meta(gan: GAN, meta: Mapping[str, Any]) -> dict[str, Any]:
     for key in RESERVED_META:
         if key in meta and meta[key] != fixed[key]:
             raise ConfigError(
-                f"meta sets {key}={_shown(meta[key])}, but the GAN's networks have "
-                f"{key}={_shown(fixed[key])}; drop {key} from meta"
+                f"meta sets {key}={shown(meta[key])}, but the GAN's networks have "
+                f"{key}={shown(fixed[key])}; drop {key} from meta"
             )
     return {**gan.meta, **meta, **fixed}
 
@@ -147,9 +147,9 @@ def read_network_file(path: str | os.PathLike[str], role: str) -> NetworkFile:
     """
     source = Path(path)
     payload = load_checkpoint(check_listed(source))
-    if _is_own_format(payload):
+    if is_own_format(payload):
         return _read_own(source, role, payload)
-    state = _strip_prefixes(_find_state_dict(source, payload))
+    state = strip_prefixes(find_state_dict(source, payload))
     return NetworkFile(source, role, None, None, state)
 
 
@@ -159,12 +159,12 @@ def _read_own(source: Path, role: str, payload: Mapping[str, Any]) -> NetworkFil
     if found != GAN_FORMAT:
         if str(found).startswith("fisher_mi-gan"):
             raise CheckpointError(
-                f"checkpoint {source} has GAN format {_shown(found)}, which this fisher_mi "
+                f"checkpoint {source} has GAN format {shown(found)}, which this fisher_mi "
                 f"does not read (it reads {GAN_FORMAT}); use the fisher_mi version that wrote it"
             )
         raise CheckpointError(
             f"checkpoint {source} is a fisher_mi classifier checkpoint (format "
-            f"{_shown(found)}), not a GAN; load it with fisher_mi.load_model"
+            f"{shown(found)}), not a GAN; load it with fisher_mi.load_model"
         )
     problem = _own_problem(payload, role)
     if problem:
@@ -179,19 +179,19 @@ def _own_problem(payload: Mapping[str, Any], role: str) -> str | None:
         return f"lacks {', '.join(missing)}; {RESAVE}"
     if payload["role"] != role:
         return (
-            f"holds a GAN's {_shown(payload['role'])}, but was given as its {role}; pass "
+            f"holds a GAN's {shown(payload['role'])}, but was given as its {role}; pass "
             "generator.pt as generator_path and discriminator.pt as discriminator_path "
             "(or the folder)"
         )
     if payload["kind"] not in PRIORS:
         return (
-            f"names GAN prior kind {_shown(payload['kind'])}, which this fisher_mi does not "
+            f"names GAN prior kind {shown(payload['kind'])}, which this fisher_mi does not "
             f"know (known: {', '.join(PRIORS.names())})"
         )
-    if not _is_state_dict(payload["state_dict"]):
+    if not is_state_dict(payload["state_dict"]):
         return f"has a malformed state_dict (expected a dict of tensors by name); {RESAVE}"
     if not isinstance(payload["meta"], Mapping):
-        return f"has a malformed meta ({_shown(payload['meta'])}); {RESAVE}"
+        return f"has a malformed meta ({shown(payload['meta'])}); {RESAVE}"
     return None
 
 
@@ -303,7 +303,7 @@ def _from_meta(entry: type[PriorKind], path: Path, meta: Mapping[str, Any]) -> G
     architecture = GANArchitecture(**{name: meta[name] for name in ARCHITECTURE_FIELDS})
     problem = entry.problem(architecture)
     if problem is None and not isinstance(architecture.preset, str):
-        problem = f"preset is {_shown(architecture.preset)}, not a name"
+        problem = f"preset is {shown(architecture.preset)}, not a name"
     if problem:
         raise CheckpointError(f"checkpoint {path} has a meta that builds no network: {problem}")
     return architecture
@@ -378,7 +378,7 @@ def _difference_for(
         return {"impossible size": [problem]}
     shapes = _network_shapes(entry.name, file.role, architecture)
     expected = to_old_spectral_norm(shapes) if uses_old_spectral_norm(file.state) else shapes
-    return _difference(expected, file.state)
+    return key_difference(expected, file.state)
 
 
 def _describe_architecture(architecture: GANArchitecture) -> str:
@@ -399,8 +399,8 @@ def _require_fit(entry: type[PriorKind], architecture: GANArchitecture, file: Ne
         raise ArchitectureMismatchError(
             f"checkpoint {file.path} does not fit the {entry.name} {file.role} "
             f"({entry.network(file.role).name}, {_describe_architecture(architecture)}): "
-            f"{_describe(difference)}; pass the {file.role} file of a {entry.name} GAN, or "
-            f"the right kind (known: {', '.join(PRIORS.names())})"
+            f"{describe_difference(difference)}; pass the {file.role} file of a {entry.name} "
+            f"GAN, or the right kind (known: {', '.join(PRIORS.names())})"
         )
 
 
@@ -451,7 +451,7 @@ def _fit(entry: type[PriorKind], files: Mapping[str, NetworkFile]) -> Fit:
         difference = _difference_for(entry, architecture, file)
         count += sum(map(len, difference.values()))
         if any(difference.values()):
-            parts.append(f"{role}: {_describe(difference)}")
+            parts.append(f"{role}: {describe_difference(difference)}")
     return Fit(entry, count, "; ".join(parts), recognisable)
 
 
