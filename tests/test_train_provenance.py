@@ -75,6 +75,11 @@ def test_public_pretraining_names_the_public_classes(tmp_path: Path) -> None:
     assert meta["class_names"] == ["5", "6", "7", "8", "9"]  # the pre-training head's classes
 
 
+def test_a_teacher_path_is_kept_as_text(tmp_path: Path) -> None:
+    given = Provenance(role="surrogate", teacher=tmp_path / "t.pt")
+    assert given.to_dict()["teacher"] == str(tmp_path / "t.pt")
+
+
 def test_data_without_class_names_leave_them_unknown() -> None:
     data = TensorDataset(torch.rand(4, 1, 32, 32), torch.arange(4))
     assert Provenance().for_data(data).class_names is None
@@ -84,6 +89,8 @@ PROVENANCE_GUARDS = [
     ("unknown-role", {"role": "victim"}, "role must be one of target, evaluator, surrogate"),
     ("data-not-text", {"data": 3}, "provenance data must be text"),
     ("empty-class-names", {"class_names": ()}, "class_names must be a non-empty"),
+    ("teacher-not-text", {"teacher": 1}, "provenance teacher must be text"),
+    ("teacher-sha256-not-text", {"teacher_sha256": b"ab"}, "provenance teacher_sha256 must be"),
 ]
 
 

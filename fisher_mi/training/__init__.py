@@ -2,19 +2,24 @@
 
 Train from scratch (the baseline), pre-train on labelled public data and swap in a fresh head
 (``pretrain_public``), start from a local pre-trained file (``load_init``), then fine-tune
-under a freeze plan (``train(..., plan=...)``), with checkpoints, resume, and ``torchrun``.
+under a freeze plan (``train(..., plan=...)``), with checkpoints, resume, and ``torchrun``;
+distil a surrogate of a target on public data (``train(..., objective=Distillation(target))``).
 
 Modules, one job each: ``config`` (``TrainConfig``, optimiser, schedule), ``split`` (the
 validation hold-out), ``init`` (``load_init``), ``epoch`` (one epoch and its measures),
 ``norm_stats`` (BatchNorm statistics recomputed for the weights reached), ``selection``
 (which epoch is kept, and why), ``provenance`` (what a model was trained on and for),
 ``state`` (checkpoints and outputs), ``resume`` (reading a checkpoint back and checking it is
-the same run), ``loop`` (``train``), ``transfer`` (head swap and public pre-training).
+the same run), ``loop`` (``train``), ``transfer`` (head swap and public pre-training),
+``objective`` (the loss plug-in the loop calls: ``CrossEntropy``), ``distill`` (LOMMA's
+surrogates: ``Distillation``, ``build_surrogate``).
 """
 
 from fisher_mi.training.config import OPTIMIZERS, SCHEDULES, TrainConfig
+from fisher_mi.training.distill import Distillation, build_surrogate, distillation_loss
 from fisher_mi.training.init import load_init
 from fisher_mi.training.loop import TrainResult, train
+from fisher_mi.training.objective import BatchLoss, CrossEntropy, Objective
 from fisher_mi.training.provenance import ROLES, Provenance
 from fisher_mi.training.split import split_validation
 from fisher_mi.training.state import CHECKPOINT, COLUMNS, HISTORY, MODEL, PLAN
@@ -29,9 +34,15 @@ __all__ = [
     "PLAN",
     "ROLES",
     "SCHEDULES",
+    "BatchLoss",
+    "CrossEntropy",
+    "Distillation",
+    "Objective",
     "Provenance",
     "TrainConfig",
     "TrainResult",
+    "build_surrogate",
+    "distillation_loss",
     "head_prefix",
     "load_init",
     "pretrain_public",

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm.auto import tqdm
@@ -27,18 +26,20 @@ from fisher_mi.distributed import (
     world_size,
 )
 from fisher_mi.errors import NonFiniteError
-from fisher_mi.models.outputs import logits_of
 from fisher_mi.training.config import TrainConfig
 from fisher_mi.training.norm_stats import recompute_batch_norm
+from fisher_mi.training.objective import Objective
 
 
 @dataclass
 class EpochRunner:
-    """What an epoch needs: the model (and its DDP wrapper), options, device, optimiser.
+    """What an epoch needs: the model (and its DDP wrapper), options, device, optimiser and
+    the objective.
 
     Attributes:
         model: the model itself (evaluated and checkpointed).
         net: what the training batches go through: the model, or its DDP wrapper.
+        objective: the loss and hits of a batch (``objective``), in training and evaluation.
         show: draw a progress bar (rank 0 only).
     """
 
@@ -48,6 +49,7 @@ class EpochRunner:
     device: torch.device
     optimizer: torch.optim.Optimizer
     scaler: torch.amp.GradScaler | None
+    objective: Objective
     show: bool = False
 
     def train_epoch(self, data: Dataset, epoch: int, step: int) -> tuple[float, float, int]:
@@ -56,8 +58,9 @@ class EpochRunner:
         (``norm_stats``: the running averages lag the weights and keep part of their initial
         values when an epoch has few steps).
 
-        Returns the mean loss, the running accuracy (of the training batches, in train
-        mode, as they went by; cheaper than a second pass) and the step count reached.
+        Returns the mean loss, the running hit rate (the objective's accuracy, of the
+        training batches in train mode as they went by; cheaper than a second pass) and the
+        step count reached.
         """
         config = self.config
         torch.manual_seed(epoch_seed(config.seed, epoch, rank()))
@@ -100,10 +103,10 @@ class EpochRunner:
                 dist.broadcast(buffer, src=0)
 
     def _step(self, x: Tensor, y: Tensor, epoch: int, step: int) -> tuple[Tensor, Tensor]:
-        """One optimiser step on the batch's mean cross-entropy; the detached loss and hits."""
+        """One optimiser step on the objective's batch loss; the detached loss and hits."""
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.config.amp):
-            logits = logits_of(self.net(x))
-        loss = F.cross_entropy(logits.float(), y)
+            batch = self.objective(self.net(x), x, y)
+        loss = batch.loss.float()
         if not torch.isfinite(loss):
             raise NonFiniteError(
                 f"the training loss became {loss.item()} at step {step} (epoch {epoch}); "
@@ -118,13 +121,13 @@ class EpochRunner:
         else:
             loss.backward()
             self.optimizer.step()
-        return loss.detach(), (logits.detach().argmax(dim=1) == y).sum()
+        return loss.detach(), batch.hits
 
     @torch.no_grad()
     def evaluate(self, data: Dataset | None) -> tuple[float, float]:
-        """Top-1 accuracy and mean cross-entropy on ``data`` in eval mode (NaN, NaN without
-        data). Each rank sums over its shard and the sums are added up, so every rank gets
-        the same numbers."""
+        """The objective's hit rate and mean loss on ``data`` in eval mode (top-1 accuracy
+        and cross-entropy by default; NaN, NaN without data). Each rank sums over its shard
+        and the sums are added up, so every rank gets the same numbers."""
         if data is None:
             return float("nan"), float("nan")
         self.model.eval()
@@ -133,10 +136,10 @@ class EpochRunner:
             shard(data), batch_size=self.config.batch_size, num_workers=self.config.num_workers
         )
         for x, y in batches:
-            logits = logits_of(self.model(x.to(self.device))).float()
-            y = y.to(self.device)
-            sums[0] += (logits.argmax(dim=1) == y).sum()
-            sums[1] += F.cross_entropy(logits, y, reduction="sum").double()
+            x, y = x.to(self.device), y.to(self.device)
+            batch = self.objective(self.model(x), x, y)
+            sums[0] += batch.hits
+            sums[1] += batch.loss.double() * len(y)
             sums[2] += len(y)
         all_reduce_sum(sums)
         self.model.train()

@@ -1,15 +1,17 @@
 """``train``: the one training loop, for training from scratch, public pre-training and
 fine-tuning under a freeze plan, on one process or under ``torchrun``.
 
-The loss is the mean cross-entropy of a mini-batch, minimised with SGD or Adam over the
+The loss is the ``objective``'s batch mean (the labels' cross-entropy by default; KL to a
+teacher for a surrogate, ``distill.Distillation``), minimised with SGD or Adam over the
 *trained* parameters only: the plan's frozen layers are not given to the optimiser, so no
 update, weight decay or momentum can touch them, and ``apply_plan`` holds the frozen BatchNorm
 layers in eval mode, so their running statistics stay as they were.
 
-Model selection: the kept epoch is the one with the highest accuracy on a hold-out of the
-training data (``split_validation``); a tie (common on small data, where a validation part
-of 16 images is at 100% after an epoch) goes to the lower validation loss, then to the later
-epoch (``selection``), and ``history.csv`` says which epoch was kept and why (``kept``,
+Model selection: the kept epoch is the one with the highest accuracy (the objective's hit
+rate: agreement with the teacher for a surrogate) on a hold-out of the training data
+(``split_validation``); a tie (common on small data, where a validation part of 16 images is
+at 100% after an epoch) goes to the lower validation loss, then to the later epoch
+(``selection``), and ``history.csv`` says which epoch was kept and why (``kept``,
 ``kept_because``). Without a hold-out the last epoch is kept. The test data (the
 private-test split) are measured after each epoch and reported, never used to choose. The
 BatchNorm statistics of each epoch are recomputed over the training part before it is
@@ -39,7 +41,9 @@ from fisher_mi.errors import ConfigError
 from fisher_mi.models.registry import require_arch
 from fisher_mi.plan import FreezePlan, apply_plan, prefix_plan
 from fisher_mi.training.config import TrainConfig, make_optimizer, make_scheduler
+from fisher_mi.training.distill import Distillation
 from fisher_mi.training.epoch import EpochRunner
+from fisher_mi.training.objective import CrossEntropy, Objective
 from fisher_mi.training.provenance import Provenance
 from fisher_mi.training.resume import start
 from fisher_mi.training.split import split_validation
@@ -78,6 +82,7 @@ def train(
     test: Dataset | None = None,
     plan: FreezePlan | None = None,
     provenance: Provenance | None = None,
+    objective: Objective | None = None,
     out: str | Path | None = None,
     resume: bool = False,
     progress: bool = False,
@@ -96,6 +101,11 @@ def train(
         provenance: what the model is trained on and for, written into ``model.pt`` and
             ``checkpoint.pt`` and compared on resume; None: ``Provenance()``. Its
             ``class_names`` default to those of ``private_train`` (``Provenance.for_data``).
+            Role ``surrogate`` needs a ``Distillation`` objective.
+        objective: the batch loss and hits (``objective.Objective``); None: ``CrossEntropy()``
+            on the labels. ``Distillation(teacher)`` trains a surrogate on the teacher's soft
+            labels (``private_train`` is then the public data). Its ``record`` is written
+            into ``model.pt`` and the checkpoint, and a resume with another is refused.
         out: folder for ``model.pt`` (the best epoch), ``checkpoint.pt`` (the last epoch,
             with everything ``resume`` needs), ``history.csv`` and ``plan.json``, each written
             atomically, by rank 0 only under ``torchrun``; None writes nothing.
@@ -109,7 +119,14 @@ def train(
     if folder is not None:
         require_arch(model, "its checkpoints could not be read back (or pass out=None)")
     plan = plan if plan is not None else prefix_plan(model)
+    provenance = provenance or Provenance()
+    objective = objective if objective is not None else CrossEntropy()
+    if provenance.role == "surrogate" and not isinstance(objective, Distillation):
+        raise ConfigError(
+            "a surrogate learns its teacher's soft labels; pass objective=Distillation(teacher)"
+        )
     device = _device(config)
+    objective.prepare(model, device)
     apply_plan(model.to(device), plan)
     fit_part, validation = split_validation(
         private_train, config.validation_fraction, seed=config.seed
@@ -119,7 +136,8 @@ def train(
         model=model,
         config=config,
         plan=plan,
-        provenance=(provenance or Provenance()).for_data(private_train),
+        provenance=provenance.for_data(private_train),
+        objective=objective.record(),
         optimizer=optimizer,
         scheduler=make_scheduler(optimizer, config),
         scaler=torch.amp.GradScaler("cuda") if config.amp else None,
@@ -130,7 +148,7 @@ def train(
     )
     state = start(folder, resume, snapshot)
     runner = EpochRunner(
-        model, _wrap(model, device), config, device, optimizer, snapshot.scaler, progress
+        model, _wrap(model, device), config, device, optimizer, snapshot.scaler, objective, progress
     )
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         while not _finished(state, config):

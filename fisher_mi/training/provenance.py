@@ -19,6 +19,7 @@ from fisher_mi.errors import ConfigError
 
 ROLES = ("target", "evaluator", "surrogate")
 RESUME_FIELDS = ("data", "public", "class_names")  # what a resumed run must train on again
+PATH_FIELDS = ("init", "teacher")  # files, kept as text
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,10 @@ class Provenance:
         pretrained_on: spec of the data the starting weights were pre-trained on.
         init: the file the starting weights were loaded from (``--init``); a path is kept as
             text.
+        teacher: a surrogate's teacher, the file of the target it was distilled from (a path
+            is kept as text).
+        teacher_sha256: the sha256 of that file, so an attack can tell which target a
+            surrogate imitates.
     """
 
     data: str | None = None
@@ -42,13 +47,16 @@ class Provenance:
     role: str = "target"
     pretrained_on: str | None = None
     init: str | None = None
+    teacher: str | None = None
+    teacher_sha256: str | None = None
 
     def __post_init__(self) -> None:
         if self.role not in ROLES:
             raise ConfigError(f"role must be one of {', '.join(ROLES)}, got {self.role!r}")
-        if isinstance(self.init, os.PathLike):
-            object.__setattr__(self, "init", os.fspath(self.init))
-        for name in ("data", "public", "pretrained_on", "init"):
+        for name in PATH_FIELDS:
+            if isinstance(getattr(self, name), os.PathLike):
+                object.__setattr__(self, name, os.fspath(getattr(self, name)))
+        for name in ("data", "public", "pretrained_on", *PATH_FIELDS, "teacher_sha256"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, str):
                 raise ConfigError(f"provenance {name} must be text or None, got {value!r}")
@@ -63,10 +71,15 @@ class Provenance:
     def for_data(self, dataset: Dataset) -> Provenance:
         """This record with ``class_names`` filled in from ``dataset`` when it has them.
 
+        A surrogate's record is returned as it is: its data are the attacker's public images,
+        whose labels are not the classes of the model (those are its teacher's).
+
         Raises:
             ConfigError: ``class_names`` were given and their number is not the dataset's
                 class count (e.g. the private names passed to public pre-training).
         """
+        if self.role == "surrogate":
+            return self
         found = class_names_of(dataset)
         if self.class_names is None:
             return replace(self, class_names=found)

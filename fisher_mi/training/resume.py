@@ -7,7 +7,8 @@ hand or written by another version), so its structure is checked once, up front
 later as a KeyError or a ``load_state_dict`` traceback. Then the run being started must be
 the saved one (``check_same_run``), compared in this order, so the message names the first
 thing that really differs: the architecture and its keyword arguments (the class count), the
-shapes of the weights, the options, the freeze plan, and what it trains on (the data and public
+shapes of the weights, the options, the objective (its loss and settings, a teacher by the
+fingerprint of its weights), the freeze plan, and what it trains on (the data and public
 specs and class names of the ``Provenance``, and the sizes of the training and validation
 parts, which tell other data apart even when no spec was recorded).
 """
@@ -25,6 +26,7 @@ from fisher_mi.errors import CheckpointError, ConfigError
 from fisher_mi.io import load_checkpoint
 from fisher_mi.models.registry import require_arch
 from fisher_mi.training.config import TrainConfig
+from fisher_mi.training.objective import CrossEntropy
 from fisher_mi.training.provenance import Provenance
 from fisher_mi.training.state import (
     CHECKPOINT,
@@ -39,6 +41,7 @@ NONE = type(None)
 FIELDS: dict[str, tuple[type, ...]] = {  # the "training" entry: key -> the types it may have
     "version": (int,),
     "config": (dict,),
+    "objective": (dict,),
     "plan": (dict,),
     "provenance": (dict,),
     "sizes": (dict,),
@@ -95,6 +98,8 @@ def read_training(path: Path) -> dict[str, Any]:
             "from the checkpoint.pt a training run wrote"
         )
     saved = {**training, **{key: payload[key] for key in model_keys}}
+    if saved.get("version") == TRAINING_VERSION - 1:  # before objectives: cross-entropy
+        saved.update(version=TRAINING_VERSION, objective=CrossEntropy().record())
     check_structure(path, saved)
     return saved
 
@@ -160,7 +165,12 @@ def check_same_run(path: Path, saved: Mapping[str, Any], snapshot: Snapshot) -> 
         raise ConfigError(
             f"{path} was written with other options ({'; '.join(changed[:3])}); {OTHER_RUN}"
         )
-    changed = _plan_differences(saved["plan"], snapshot.plan.to_dict())
+    changed = _differences(saved["objective"], snapshot.objective)
+    if changed:
+        raise ConfigError(
+            f"{path} was trained with another objective ({'; '.join(changed[:3])}); {OTHER_RUN}"
+        )
+    changed = _differences(saved["plan"], snapshot.plan.to_dict())
     if changed:
         raise ConfigError(
             f"{path} was trained under another freeze plan ({'; '.join(changed[:3])}); {OTHER_RUN}"
@@ -207,9 +217,9 @@ def _check_shapes(path: Path, name: str, state: Mapping[str, Any], model: nn.Mod
             )
 
 
-def _plan_differences(then: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
-    """``key: then X, now Y`` for the plan's plain values that differ; ``layers differ`` (and
-    so on) for its lists and mappings."""
+def _differences(then: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
+    """``key: then X, now Y`` for the plain values of two records (a plan, an objective) that
+    differ; ``layers differ`` (and so on) for their lists and mappings."""
     changed = []
     for key in dict.fromkeys([*then, *now]):
         old, new = then.get(key), now.get(key)

@@ -2,10 +2,10 @@
 
 ``checkpoint.pt`` is a self-describing model file (``{"format": "fisher_mi/1", "arch",
 "arch_kwargs", "state_dict", "meta"}``, so ``load_model`` reads it) plus a ``"training"`` entry:
-the options, the freeze plan, the provenance and the hold-out sizes, the epoch and step reached,
-the optimiser, schedule and loss-scaler states, the history, and the best epoch with its
-weights. All of it is
-tensors and plain containers, readable with ``weights_only=True``.
+the options, the objective's record, the freeze plan, the provenance and the hold-out sizes,
+the epoch and step reached, the optimiser, schedule and loss-scaler states, the history, and
+the best epoch with its weights. All of it is tensors and plain containers, readable with
+``weights_only=True``.
 
 No random-number state is stored: every epoch re-seeds from ``(seed, epoch, rank)`` (see
 ``epoch``), so the next epoch's randomness follows from the epoch number alone. Reading a
@@ -48,7 +48,7 @@ MEASURED = [  # what each epoch measures: the history rows a checkpoint stores
     "seconds",
 ]
 COLUMNS = [*MEASURED, "kept", "kept_because"]  # history.csv: which epoch is kept, and why
-TRAINING_VERSION = 2  # 2: validation_loss in the history rows; provenance and sizes
+TRAINING_VERSION = 3  # 2: validation_loss in the rows, provenance, sizes; 3: the objective
 
 
 @dataclass
@@ -96,10 +96,12 @@ class Progress:
 
 @dataclass(frozen=True)
 class Snapshot:
-    """The objects whose state a checkpoint saves, the run's provenance and hold-out sizes."""
+    """The objects whose state a checkpoint saves, the run's provenance and hold-out sizes,
+    and the objective's ``record`` (taken once: a teacher's fingerprint hashes its weights)."""
 
     model: nn.Module
     config: TrainConfig
+    objective: dict[str, Any]
     plan: FreezePlan
     provenance: Provenance
     optimizer: torch.optim.Optimizer
@@ -126,9 +128,10 @@ def write_epoch(folder: Path, snapshot: Snapshot, progress: Progress, *, improve
 
 def model_meta(snapshot: Snapshot, progress: Progress) -> dict[str, Any]:
     """``model.pt``'s meta: the provenance (DESIGN.md, Outputs: ``data``, ``public``,
-    ``class_names``, ``role``, ``pretrained_on``, ``init``, ``defense``, ``plan``), the
-    selected epoch and its accuracies, and the options. ``defense`` is None: no training-time
-    defense is implemented yet, and readers look the key up."""
+    ``class_names``, ``role``, ``pretrained_on``, ``init``, ``defense``, ``plan``; a
+    surrogate's ``teacher`` and ``teacher_sha256``), the objective's record, the selected epoch
+    and its accuracies, and the options. ``defense`` is None: no training-time defense is
+    implemented yet, and readers look the key up."""
     plan = snapshot.plan.to_dict()
     for key in ("layers", "scores"):  # a summary: the whole plan is in plan.json
         plan.pop(key)
@@ -136,6 +139,7 @@ def model_meta(snapshot: Snapshot, progress: Progress) -> dict[str, Any]:
     return {
         **snapshot.provenance.to_dict(),
         "defense": None,
+        "objective": snapshot.objective,
         "best_epoch": progress.best_epoch,
         "validation_accuracy": progress.best_validation,
         "private_test_accuracy": None if math.isnan(test) else test,
@@ -156,6 +160,7 @@ def save_training(
     training = {
         "version": TRAINING_VERSION,
         "config": snapshot.config.to_dict(),
+        "objective": dict(snapshot.objective),
         "plan": snapshot.plan.to_dict(),
         "provenance": snapshot.provenance.to_dict(),
         "sizes": dict(snapshot.sizes),
