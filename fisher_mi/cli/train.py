@@ -1,9 +1,10 @@
-"""``fisher-mi train``: from scratch, or pre-trained on public data and fine-tuned under a plan."""
+"""``fisher-mi train``: from scratch, or pre-trained on public data and fine-tuned under a plan;
+an evaluator like a target; a surrogate distilled from a target (``--role surrogate --teacher``)."""
 
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -25,14 +26,18 @@ from fisher_mi.cli.options import (
 from fisher_mi.data import load_dataset
 from fisher_mi.distributed import init_from_environment, is_main_process
 from fisher_mi.errors import ConfigError
-from fisher_mi.models import build_model
+from fisher_mi.io import load_checkpoint
+from fisher_mi.models import arch_of, build_model, load_model
 from fisher_mi.plan import BN_STATS, RULES, FreezePlan, parse_params, training_plan
-from fisher_mi.rundir import check_listed
+from fisher_mi.rundir import check_listed, sha256
 from fisher_mi.training import (
     CHECKPOINT,
     ROLES,
+    Distillation,
+    Objective,
     Provenance,
     TrainConfig,
+    build_surrogate,
     load_init,
     pretrain_public,
     train,
@@ -40,14 +45,23 @@ from fisher_mi.training import (
 
 DESCRIPTION = (
     "Train from scratch (the baseline), or start from --init and/or pre-train on --public, then "
-    "fine-tune on the private data under --plan, --cutoff or --rule. Writes model.pt (best "
-    "epoch on a validation hold-out), history.csv, plan.json and checkpoint.pt into --out; "
-    "prints the private-test accuracy."
+    "fine-tune on the private data under --plan, --cutoff or --rule. With --role surrogate, "
+    "distil --teacher on the public split of --data instead (LOMMA's model augmentation). "
+    "Writes model.pt (best epoch on a validation hold-out), history.csv, plan.json and "
+    "checkpoint.pt into --out; prints the private-test accuracy."
 )
 # Fisher options of `train --rule`: the training batch size is the profiling batch size too,
 # and a plan covers every layer (so no --trainable-only).
 RULE_FISHER_SKIP = ("batch_size", "trainable_only")
 RULE_FISHER_OPTIONS = tuple(o for o in FISHER_OPTIONS if o.dest not in RULE_FISHER_SKIP)
+# what a surrogate has no use for: it is trained on public data, every layer (dest, flag)
+SURROGATE_REFUSES = (
+    ("public", "--public"),
+    ("plan", "--plan"),
+    ("rule", "--rule"),
+    ("cutoff", "--cutoff"),
+    ("param", "--param"),
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -58,8 +72,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--role",
         default="target",
         choices=ROLES,
-        help="what the model is for: the attacked target, an evaluator of attacks, or a "
-        "surrogate (recorded in model.pt)",
+        help="what the model is for: the attacked target, an evaluator of attacks (trained "
+        "like a target, on the same private data), or a surrogate (distilled from --teacher "
+        "on --data's public split); recorded in model.pt",
+    )
+    parser.add_argument(
+        "--teacher",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="the target model a --role surrogate learns (its soft labels, KL at temperature "
+        "1); its input shape sets the images' size and channels, its classes the model's",
     )
     parser.add_argument(
         "--public",
@@ -177,51 +200,151 @@ def _pretrain(
     return model, list(result.files.values())
 
 
-def run(args: argparse.Namespace) -> list[Path]:
-    """Build (and pre-train) the model, plan, fine-tune; return the files written."""
-    stages = [args.out / "pretrain", args.out] if args.public else [args.out]
-    if args.resume and not any(_resuming(args, folder) for folder in stages):
-        raise ConfigError(f"nothing to resume: {args.out} holds no {CHECKPOINT}; drop --resume")
-    config = train_config(args, device=init_from_environment(args.device))
-    torch.manual_seed(args.seed)  # the initial weights and the fresh head
-    private_classes = load_dataset(args.data, "private").num_classes
-    first = load_dataset(args.public, "public").num_classes if args.public else private_classes
-    model = build_model(args.arch, num_classes=first)
+@dataclass(frozen=True)
+class Stage:
+    """What the last training stage trains: the model, its data, plan, record and loss."""
+
+    model: torch.nn.Module
+    data: torch.utils.data.Dataset
+    test: torch.utils.data.Dataset | None
+    plan: FreezePlan | None
+    provenance: Provenance
+    objective: Objective | None
+    written: list[Path]
+    what: str  # "training mcnn on digits private (723 images)"
+    measure: str  # what the validation accuracy is: "accuracy", "agreement with the teacher"
+
+
+def _check_role(args: argparse.Namespace) -> None:
+    """--teacher goes with --role surrogate, both ways; a surrogate takes no plan sources."""
+    if args.teacher is not None and args.role != "surrogate":
+        raise ConfigError(
+            f"--teacher is for --role surrogate (a model distilled from the teacher), not "
+            f"--role {args.role}; drop --teacher or pass --role surrogate"
+        )
+    if args.role != "surrogate":
+        return
+    if args.teacher is None:
+        raise ConfigError("--role surrogate needs --teacher PATH, the target model to distil")
+    given = [flag for dest, flag in SURROGATE_REFUSES if getattr(args, dest) not in (None, [])]
+    if given:
+        raise ConfigError(
+            f"{', '.join(given)} cannot be used with --role surrogate: a surrogate learns the "
+            "teacher on --data's public split with every layer trained; drop them"
+        )
+
+
+def _init(args: argparse.Namespace, model: torch.nn.Module) -> None:
+    """Load --init into ``model`` (when given) and say how much of it was loaded."""
     if args.init is not None:
         loaded = load_init(model, check_listed(args.init), partial=args.init_partial)
         say(f"--init: loaded {loaded} of {len(model.state_dict())} tensors from {args.init}")
+
+
+def _classifier(args: argparse.Namespace, config: TrainConfig) -> Stage:
+    """A target or evaluator: built, started from --init, pre-trained on --public and planned;
+    trained on the private split and measured on private-test."""
+    private_classes = load_dataset(args.data, "private").num_classes
+    first = load_dataset(args.public, "public").num_classes if args.public else private_classes
+    model = build_model(args.arch, num_classes=first)
+    _init(args, model)
     private, test = (load_for(model, args.data, split) for split in ("private", "private-test"))
     written: list[Path] = []
     if args.public:
         model, written = _pretrain(args, model, config, private_classes)
     plan, profiled = _plan(args, model, private, config)
-    say(f"training {args.arch} on {args.data} private ({len(private)} images)")
-    result = train(
+    provenance = Provenance(
+        data=args.data,
+        public=args.public,
+        role=args.role,
+        pretrained_on=args.public,
+        init=_text(args.init),
+    )
+    what = f"training {args.arch} on {args.data} private ({len(private)} images)"
+    return Stage(
+        model, private, test, plan, provenance, None, [*written, *profiled], what, "accuracy"
+    )
+
+
+def _surrogate(args: argparse.Namespace) -> Stage:
+    """A surrogate: --arch distilled from --teacher on --data's public split, at the teacher's
+    input shape, with the teacher's classes; no private data is read."""
+    path = check_listed(args.teacher)
+    teacher = load_model(path)
+    model = build_surrogate(teacher, args.arch)
+    _init(args, model)
+    public = load_for(teacher, args.data, "public")
+    provenance = Provenance(
+        data=args.data,
+        public=args.data,
+        class_names=_class_names(path, arch_of(model).kwargs["num_classes"]),
+        role="surrogate",
+        init=_text(args.init),
+        teacher=str(args.teacher),
+        teacher_sha256=sha256(path),
+    )
+    what = (
+        f"distilling {args.arch} from {args.teacher} on {args.data} public ({len(public)} images)"
+    )
+    return Stage(
         model,
-        private,
+        public,
+        None,
+        None,
+        provenance,
+        Distillation(teacher),
+        [],
+        what,
+        "agreement with the teacher",
+    )
+
+
+def _class_names(path: Path, classes: int) -> tuple[str, ...] | None:
+    """The class names in the teacher's meta (None when it has none, as a foreign file)."""
+    payload = load_checkpoint(path)
+    meta = payload.get("meta") if isinstance(payload, dict) else None
+    names = meta.get("class_names") if isinstance(meta, dict) else None
+    if names is None:
+        return None
+    if not isinstance(names, list) or len(names) != classes:
+        raise ConfigError(
+            f"{path}: its meta names {len(names) if isinstance(names, list) else names!r} "
+            f"classes but the model predicts {classes}; re-save it with its class names"
+        )
+    return tuple(names)
+
+
+def run(args: argparse.Namespace) -> list[Path]:
+    """Build (and pre-train) the model, plan, fine-tune; return the files written."""
+    _check_role(args)
+    stages = [args.out / "pretrain", args.out] if args.public else [args.out]
+    if args.resume and not any(_resuming(args, folder) for folder in stages):
+        raise ConfigError(f"nothing to resume: {args.out} holds no {CHECKPOINT}; drop --resume")
+    config = train_config(args, device=init_from_environment(args.device))
+    torch.manual_seed(args.seed)  # the initial weights and the fresh head
+    stage = _surrogate(args) if args.role == "surrogate" else _classifier(args, config)
+    say(stage.what)
+    result = train(
+        stage.model,
+        stage.data,
         config=config,
-        test=test,
-        plan=plan,
-        provenance=Provenance(
-            data=args.data,
-            public=args.public,
-            role=args.role,
-            pretrained_on=args.public,
-            init=_text(args.init),
-        ),
+        test=stage.test,
+        plan=stage.plan,
+        provenance=stage.provenance,
+        objective=stage.objective,
         out=args.out,
         resume=_resuming(args, args.out),
         progress=is_main_process(),
     )
     say(history_text(result.history))
     say(
-        f"best epoch {result.best_epoch} (validation accuracy "
+        f"best epoch {result.best_epoch} (validation {stage.measure} "
         f"{percent(result.validation_accuracy)}); private-test accuracy "
         f"{percent(result.test_accuracy)}; frozen {result.plan.cutoff} of "
         f"{len(result.plan.layers)} layers"
     )
     say(f"wrote {', '.join(str(path) for path in result.files.values())}")
-    return [*written, *profiled, *result.files.values()]
+    return [*stage.written, *result.files.values()]
 
 
 register_command(
