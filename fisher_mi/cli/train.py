@@ -262,7 +262,15 @@ def _classifier(args: argparse.Namespace, config: TrainConfig) -> Stage:
     )
     what = f"training {args.arch} on {args.data} private ({len(private)} images)"
     return Stage(
-        model, private, test, plan, provenance, None, [*written, *profiled], what, "accuracy"
+        model=model,
+        data=private,
+        test=test,
+        plan=plan,
+        provenance=provenance,
+        objective=None,
+        written=[*written, *profiled],
+        what=what,
+        measure="accuracy",
     )
 
 
@@ -287,15 +295,15 @@ def _surrogate(args: argparse.Namespace) -> Stage:
         f"distilling {args.arch} from {args.teacher} on {args.data} public ({len(public)} images)"
     )
     return Stage(
-        model,
-        public,
-        None,
-        None,
-        provenance,
-        Distillation(teacher),
-        [],
-        what,
-        "agreement with the teacher",
+        model=model,
+        data=public,
+        test=None,  # the attacker's model: no private data, not even to report
+        plan=None,
+        provenance=provenance,
+        objective=Distillation(teacher),
+        written=[],
+        what=what,
+        measure="agreement with the teacher",
     )
 
 
