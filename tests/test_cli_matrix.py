@@ -72,6 +72,16 @@ VALID: dict[str, Callable[[Path], list[str]]] = {
         "--max-steps",
         "1",
     ],
+    "train-gan": lambda t: [
+        "--data",
+        "digits",
+        "--kind",
+        "gmi",
+        "--steps",
+        "1",
+        "--batch-size",
+        "8",
+    ],
     "demo": lambda t: ["--data", "digits", "--epochs", "1", "--max-samples", "4"],
     "attack": lambda t: [
         "--target",

@@ -13,6 +13,7 @@ from fisher_mi.cli import (  # noqa: F401  (importing registers the commands)
     plan,
     profile,
     train,
+    train_gan,
 )
 from fisher_mi.cli.commands import COMMANDS, Command, register_command
 from fisher_mi.cli.main import build_parser, execute, main
