@@ -4,7 +4,7 @@ model-inversion attacks that test it."""
 
 from fisher_mi import metrics
 from fisher_mi._version import __version__
-from fisher_mi.attacks import GAN, build_gan, load_gan, save_gan
+from fisher_mi.attacks import GAN, build_gan, load_gan, save_gan, train_gan
 from fisher_mi.attacks.inversion import Inversion, invert
 from fisher_mi.data import load_dataset
 from fisher_mi.errors import FisherMIError
@@ -42,4 +42,5 @@ __all__ = [
     "save_model",
     "score_run",
     "train",
+    "train_gan",
 ]
