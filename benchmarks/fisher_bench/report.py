@@ -6,6 +6,10 @@ does not replace the full run's cases) in its own section. Within a set, records
 by (device, model, batch); each group gets the trace and the diagonal table, and the set ends
 with its targets (``targets.TargetBook``). Each set's ``--note`` is kept in
 ``results/notes.json``, so ``--report-only`` rewrites the page as it was.
+
+Other benchmarks (``bench_attacks.py``) keep their own sections as markdown files in
+``results/extra/`` (not a record set); the page ends with each of them, by file name, so
+rewriting it never drops them.
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ from fisher_bench.targets import TargetBook, load_targets
 from fisher_mi.io import write_json, write_text
 
 Group = dict[str, Record]
+# results/extra/: other benchmarks' sections (*.md, appended as they are) and their raw numbers.
+EXTRA = "extra"
 
 
 @dataclass(frozen=True)
@@ -247,12 +253,19 @@ def record_sets(out: Path) -> list[RecordSet]:
     folders = [("", root)] + [
         (path.name, path)
         for path in sorted(root.iterdir() if root.is_dir() else ())
-        if path.is_dir() and path.name != REFERENCE
+        if path.is_dir() and path.name not in (REFERENCE, EXTRA)
     ]
     sets = [RecordSet(name, load_records(folder), notes.get(name, "")) for name, folder in folders]
     return [record_set for record_set in sets if record_set.records]
 
 
+def extra_sections(out: Path) -> str:
+    """Every ``out/results/extra/*.md``, sorted by name, each after a blank line."""
+    paths = sorted((out / RESULTS / EXTRA).glob("*.md"))
+    return "".join("\n" + path.read_text().rstrip("\n") + "\n" for path in paths)
+
+
 def write_report(out: Path) -> Path:
-    """Rewrite ``out/RESULTS.md`` from every record set under ``out/results``."""
-    return write_text(out / "RESULTS.md", render_report(record_sets(out)))
+    """Rewrite ``out/RESULTS.md`` from every record set under ``out/results``, then append
+    the other benchmarks' sections (``extra_sections``)."""
+    return write_text(out / "RESULTS.md", render_report(record_sets(out)) + extra_sections(out))
