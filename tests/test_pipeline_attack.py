@@ -15,22 +15,12 @@ import torch
 
 from fisher_mi.attacks import build_gan, save_gan
 from fisher_mi.cli import main
+from tests.test_cli_attack import METRIC_KEYS
 
 pytestmark = pytest.mark.filterwarnings("ignore::fisher_mi.evaluate.metrics.FewSamplesWarning")
 
 TRAIN = ["--data", "digits", "--epochs", 3, "--batch-size", 32, "--validation-fraction", 0.1]
 ATTACK = ["--method", "gmi", "--ids", "all", "--per-id", 2, "--iters", 100, "--seed", 1]
-METRIC_KEYS = {
-    "top1",
-    "top5",
-    "knn_sq_mean",
-    "frechet",
-    "natural_accuracy",
-    "baselines",
-    "evaluator",
-    "protocol",
-    "protocol_hash",
-}
 
 
 def run(argv: list[object]) -> None:
