@@ -36,7 +36,6 @@ class DatasetLoader(Protocol):
         self, root: Path | None, split: str, *, image_size: int | None, channels: int | None
     ) -> LabelledDataset:
         """The ``split`` under ``root``; ``image_size``/``channels`` None mean its defaults."""
-        ...
 
 
 @dataclass(frozen=True)
