@@ -66,3 +66,13 @@ class ErrorCase:
 def params(cases: Iterable[ErrorCase]) -> list[Any]:
     """The cases as pytest parameters, each under its own ``id``."""
     return [pytest.param(case, id=case.id) for case in cases]
+
+
+def one_line(error: BaseException | pytest.ExceptionInfo, *fragments: str) -> str:
+    """The error's message (of an exception or a ``pytest.raises`` record), checked to be one
+    non-empty line holding every fragment; returned for further checks."""
+    message = str(error.value if isinstance(error, pytest.ExceptionInfo) else error)
+    assert message and "\n" not in message, message
+    for fragment in fragments:
+        assert fragment in message, (fragment, message)
+    return message

@@ -25,15 +25,9 @@ from fisher_mi.evaluate import (
     resize_for,
 )
 from fisher_mi.models import arch_of, build_model
+from tests.error_cases import one_line
 
 F64 = torch.float64
-
-
-def one_line(error: BaseException, *fragments: str) -> None:
-    message = str(error)
-    assert message and "\n" not in message, message
-    for fragment in fragments:
-        assert fragment in message, (fragment, message)
 
 
 class Shape(nn.Module):

@@ -24,6 +24,7 @@ from torch import nn
 import fisher_mi
 from fisher_mi.attacks import GAN, GANArchitecture, build_gan, load_gan, save_gan
 from fisher_mi.errors import ArchitectureMismatchError, CheckpointError, ConfigError
+from tests.error_cases import one_line
 
 Shape = tuple[int, ...]
 Layout = list[tuple[str, Shape]]
@@ -315,12 +316,6 @@ def write_pair(tmp_path: Path, published: Published, generator=None, discriminat
         write(tmp_path, "G.tar", published.pack(g_state)),
         write(tmp_path, "D.tar", published.pack(d_state)),
     )
-
-
-def one_line(error: pytest.ExceptionInfo) -> str:
-    message = str(error.value)
-    assert "\n" not in message
-    return message
 
 
 @pytest.mark.parametrize("published", CASES)

@@ -23,15 +23,9 @@ from fisher_mi.metrics import (
     knn_distance,
     topk_hits,
 )
+from tests.error_cases import one_line
 
 F64 = torch.float64
-
-
-def one_line(error: BaseException, *fragments: str) -> None:
-    message = str(error)
-    assert message and "\n" not in message, message
-    for fragment in fragments:
-        assert fragment in message, (fragment, message)
 
 
 def test_public_face_is_the_evaluate_module() -> None:

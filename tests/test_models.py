@@ -36,19 +36,11 @@ from fisher_mi.models import (
     save_model,
 )
 from fisher_mi.models.registry import register_architecture, require_arch
+from tests.error_cases import one_line
 
 ARCHS = ARCHITECTURES.names()
 CLASSES = 7  # unlike every builder's default (5, 1000): must be read from the file
 SMALL_MODEL = 5_000_000  # parameters; larger architectures get fewer slow load/build cases
-
-
-def one_line(error: BaseException, *fragments: str) -> str:
-    """The error's message, checked to be one line holding every fragment."""
-    message = str(error)
-    assert message and "\n" not in message, message
-    for fragment in fragments:
-        assert fragment in message, (fragment, message)
-    return message
 
 
 def make_model(arch: str, **kwargs: Any) -> nn.Module:

@@ -32,6 +32,7 @@ from fisher_mi.fisher.profile import COLUMNS
 from fisher_mi.io import write_table
 from fisher_mi.plan import FreezePlan, apply_plan, frozen_norm_modules, parse_params, plan_freeze
 from fisher_mi.report import plot_freeze_plan
+from tests.error_cases import one_line
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 N_PARAMS = 100
@@ -72,12 +73,6 @@ def fisher_table(
 
 def norms(*values: float) -> dict[str, float]:
     return {f"l{i}": value for i, value in enumerate(values)}
-
-
-def one_line(err: BaseException) -> str:
-    message = str(err)
-    assert message and "\n" not in message, message
-    return message
 
 
 # ---------------------------------------------------------------------------- known answers

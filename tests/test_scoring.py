@@ -32,6 +32,7 @@ from fisher_mi.evaluate import (
     score_run,
 )
 from fisher_mi.evaluate.scoring import BEATS_PRIOR, INCONCLUSIVE
+from tests.error_cases import one_line
 
 F64 = torch.float64
 
@@ -114,13 +115,6 @@ def score(inversions: dict[str, Tensor] = ATTACK, **options) -> dict:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FewSamplesWarning)  # 4 private images in 5 dimensions
         return score_run(inversions, **options)
-
-
-def one_line(error: pytest.ExceptionInfo, *fragments: str) -> None:
-    message = str(error.value)
-    assert message and "\n" not in message, message
-    for fragment in fragments:
-        assert fragment in message, (fragment, message)
 
 
 def test_per_image_scores_are_the_hand_values():

@@ -35,6 +35,7 @@ from fisher_mi.training import (
     train,
 )
 from fisher_mi.training.distill import weights_fingerprint
+from tests.error_cases import one_line
 
 LN3 = math.log(3.0)
 TINY = TrainConfig(epochs=2, batch_size=16, max_steps=1)
@@ -44,12 +45,6 @@ SURROGATE = Provenance(data="digits", public="digits", role="surrogate")
 def mcnn(seed: int = 0, num_classes: int = 5) -> nn.Module:
     torch.manual_seed(seed)
     return build_model("mcnn", num_classes=num_classes)
-
-
-def one_line(error: pytest.ExceptionInfo) -> str:
-    message = str(error.value)
-    assert "\n" not in message
-    return message
 
 
 @pytest.fixture(scope="module")

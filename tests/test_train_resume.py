@@ -24,6 +24,7 @@ from fisher_mi.errors import CheckpointError, ConfigError, FisherMIError
 from fisher_mi.models import build_model
 from fisher_mi.plan import prefix_plan
 from fisher_mi.training import Provenance, TrainConfig, train
+from tests.error_cases import one_line
 
 TINY = TrainConfig(epochs=2, batch_size=16, max_steps=1)
 
@@ -42,12 +43,6 @@ def mcnn(num_classes: int = 5) -> nn.Module:
 
 def first_run(out: Path, **options: Any) -> None:
     train(mcnn(), digits(), config=TINY, out=out, **options)
-
-
-def one_line(error: pytest.ExceptionInfo) -> str:
-    message = str(error.value)
-    assert "\n" not in message
-    return message
 
 
 # ---------------------------------------------------------------------------- same run
