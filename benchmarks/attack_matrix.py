@@ -1,0 +1,330 @@
+"""Recorded attack run: gmi, kedmi, plgmi and gmi+lomma against an undefended and a TL-DMI
+target, on one dataset, through the ``fisher-mi`` command line, resumable step by step.
+
+Each step is one ``fisher-mi`` command writing one folder under ``--root``. A folder with a
+``manifest.json`` is a finished step and is skipped; a folder with a checkpoint (``train``,
+``train-gan``: ``checkpoint.pt``; ``attack``: ``batches/``) is continued with ``--resume``;
+anything else is run from the start. So an interrupted run is resumed by running the same
+command again. Wall-clock seconds per step go to ``ROOT/times.csv`` and each command's output
+to ``ROOT/logs/<step>.log``.
+
+Usage (from the repository root):
+
+    python benchmarks/attack_matrix.py run --data mnist --root runs/matrix/mnist
+    python benchmarks/attack_matrix.py run --data att:../shared/data/att_faces \\
+        --root runs/matrix/att --methods gmi,kedmi,gmi+lomma
+    python benchmarks/attack_matrix.py summary runs/matrix/mnist runs/matrix/att \\
+        > benchmarks/results/extra/attack_runs.md
+
+The settings per dataset are ``SETTINGS`` (training lengths, architectures, reconstructions
+per identity); they are fixed before a run, not chosen from its results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+TARGETS = ("scratch", "tl")
+METHODS = ("gmi", "gmi+lomma", "kedmi", "plgmi")  # run in this order: the cheap ones first
+
+
+@dataclass(frozen=True)
+class Setting:
+    """What one dataset is run with.
+
+    Attributes:
+        arch: the targets' architecture.
+        evaluator: the evaluator's architecture (another one than the targets').
+        surrogate: the LOMMA surrogates' architecture.
+        train: ``fisher-mi train`` options of the targets, the evaluator and the surrogates.
+        pretrain_epochs: public pre-training of the TL-DMI target.
+        per_id: reconstructions per identity.
+    """
+
+    arch: str
+    evaluator: str
+    surrogate: str
+    train: tuple[str, ...]
+    pretrain_epochs: int
+    per_id: int
+
+
+SETTINGS = {
+    # 5 private classes (digits 0-4), public digits 5-9; 32 px grey.
+    "mnist": Setting(
+        arch="mcnn",
+        evaluator="scnn",
+        surrogate="mcnn",
+        train=("--epochs", "10", "--optimizer", "sgd", "--lr", "0.01"),
+        pretrain_epochs=10,
+        per_id=10,
+    ),
+    # 20 private subjects x 8 images, 20 disjoint public subjects; 64 px grey.
+    "att": Setting(
+        arch="vgg_small",
+        evaluator="resnet18",
+        surrogate="vgg_small",
+        train=("--epochs", "20", "--optimizer", "sgd", "--lr", "0.01"),
+        pretrain_epochs=20,
+        per_id=3,
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Step:
+    """One ``fisher-mi`` command and the folder it writes (relative to the root)."""
+
+    name: str
+    argv: tuple[str, ...]
+
+
+def _setting(spec: str) -> Setting:
+    name = spec.partition(":")[0]
+    if name not in SETTINGS:
+        raise SystemExit(f"no setting for {spec!r}; known: {', '.join(SETTINGS)}")
+    return SETTINGS[name]
+
+
+def plan_steps(spec: str, root: Path, methods: tuple[str, ...]) -> list[Step]:
+    """The steps of one dataset, in the order they run (each after the ones it reads)."""
+    setting = _setting(spec)
+    data = ("--data", spec)
+    train = ("train", *data, *setting.train)
+    steps = [
+        Step("gan/gmi", ("train-gan", *data, "--kind", "gmi", "--preset", "cpu")),
+        Step("targets/scratch", (*train, "--arch", setting.arch)),
+        Step(
+            "targets/tl",
+            (
+                *train,
+                "--arch",
+                setting.arch,
+                "--public",
+                spec,
+                "--pretrain-epochs",
+                str(setting.pretrain_epochs),
+                "--rule",
+                "auto",
+            ),
+        ),
+        Step("evaluator", (*train, "--arch", setting.evaluator, "--role", "evaluator")),
+    ]
+    for method in methods:
+        for target in TARGETS:
+            steps.extend(_method_steps(spec, root, setting, method, target))
+    return steps
+
+
+def _method_steps(spec: str, root: Path, setting: Setting, method: str, target: str) -> list[Step]:
+    """The prior or surrogate ``method`` needs against ``target``, then the attack itself."""
+    model = str(root / "targets" / target / "model.pt")
+    kind, _, option = method.partition("+")
+    steps = []
+    attack = [
+        "attack",
+        "--target",
+        model,
+        "--method",
+        kind,
+        "--ids",
+        "all",
+        "--per-id",
+        str(setting.per_id),
+        "--seed",
+        "0",
+        "--data",
+        spec,
+        "--evaluator",
+        str(root / "evaluator" / "model.pt"),
+    ]
+    if kind == "gmi":
+        attack += ["--gan", str(root / "gan" / "gmi")]
+    else:
+        prior = f"gan/{kind}-{target}"
+        steps.append(
+            Step(
+                prior,
+                ("train-gan", "--data", spec, "--kind", kind, "--preset", "cpu", "--target", model),
+            )
+        )
+        attack += ["--gan", str(root / prior)]
+    if option == "lomma":
+        surrogate = f"surrogates/{target}"
+        steps.append(
+            Step(
+                surrogate,
+                (
+                    "train",
+                    "--data",
+                    spec,
+                    *setting.train,
+                    "--arch",
+                    setting.surrogate,
+                    "--role",
+                    "surrogate",
+                    "--teacher",
+                    model,
+                ),
+            )
+        )
+        attack += ["--lomma", "--surrogate", str(root / surrogate / "model.pt")]
+    steps.append(Step(f"attacks/{target}-{method}", tuple(attack)))
+    return steps
+
+
+def _state(folder: Path) -> str:
+    """``done``, ``resume`` or ``new``, by the rules in the module docstring."""
+    if (folder / "manifest.json").is_file():
+        return "done"
+    if (folder / "checkpoint.pt").is_file() or (folder / "batches").is_dir():
+        return "resume"
+    return "new"
+
+
+def run_steps(steps: list[Step], root: Path) -> None:
+    """Run each unfinished step, logging its output and its wall-clock seconds."""
+    (root / "logs").mkdir(parents=True, exist_ok=True)
+    times = root / "times.csv"
+    for step in steps:
+        folder = root / step.name
+        state = _state(folder)
+        if state == "done":
+            print(f"done    {step.name}", flush=True)
+            continue
+        argv = [sys.executable, "-m", "fisher_mi", *step.argv, "--out", str(folder)]
+        argv += ["--resume"] if state == "resume" else []
+        print(f"{state:7} {step.name}", flush=True)
+        log = root / "logs" / f"{step.name.replace('/', '_')}.log"
+        start = time.perf_counter()
+        with log.open("a") as handle:
+            code = subprocess.call(argv, stdout=handle, stderr=subprocess.STDOUT)
+        seconds = time.perf_counter() - start
+        new_file = not times.exists()
+        with times.open("a", newline="") as handle:
+            writer = csv.writer(handle)
+            if new_file:
+                writer.writerow(["step", "state", "seconds", "exit", "command"])
+            writer.writerow([step.name, state, f"{seconds:.1f}", code, " ".join(step.argv)])
+        if code != 0:
+            raise SystemExit(f"step {step.name} failed (exit {code}); see {log}")
+
+
+def _percent(value: float | None) -> str:
+    return "—" if value is None else f"{100 * value:.1f}%"
+
+
+def _spread(block: dict | None) -> str:
+    """``mean ± std`` over draws of a ``{per_draw, mean, std}`` block, in percent."""
+    if block is None:
+        return "—"
+    return f"{100 * block['mean']:.1f}% ± {100 * (block['std'] or 0.0):.1f}"
+
+
+def _tl_plan(root: Path) -> str:
+    plan = json.loads((root / "targets" / "tl" / "plan.json").read_text())
+    frozen = plan["frozen"]
+    return (
+        f"rule `{plan['rule']}` {plan['params']}, {len(frozen)} of {plan['n_layers']} layers "
+        f"frozen ({', '.join(frozen) or 'none'}), "
+        f"{100 * plan['trainable_param_fraction']:.1f}% of the parameters trainable"
+    )
+
+
+def _attack_rows(root: Path) -> list[str]:
+    rows = []
+    for method in METHODS:
+        for target in TARGETS:
+            path = root / "attacks" / f"{target}-{method}" / "metrics.json"
+            if not (path.parent / "manifest.json").is_file():
+                continue
+            m = json.loads(path.read_text())
+            prior = m["baselines"]["prior_only"]
+            sig = m["significance"]
+            rows.append(
+                f"| {method} | {target} | {_percent(m['natural_accuracy'])} | "
+                f"{_spread(m['top1'])} | {_spread(m['top5'])} | {m['knn_sq_mean']:.1f} | "
+                f"{m['frechet']['value']:.1f} | {_spread(prior['top1'])} | "
+                f"{prior['knn_sq_mean']:.1f} | {sig['hits']}/{sig['n']}, p = "
+                f"{sig['p_value']:.1e} | {m['baselines']['verdict']} "
+                f"(p = {m['baselines']['verdict_test']['p_value']:.1e}) |"
+            )
+    return rows
+
+
+def _times(root: Path) -> dict[str, float]:
+    """Seconds per step, summed over its (resumed) runs."""
+    if not (root / "times.csv").exists():
+        return {}
+    seconds: dict[str, float] = {}
+    with (root / "times.csv").open() as handle:
+        for row in csv.DictReader(handle):
+            seconds[row["step"]] = seconds.get(row["step"], 0.0) + float(row["seconds"])
+    return seconds
+
+
+def summary(root: Path) -> str:
+    """One dataset's tables in Markdown: attacks, then the protocol and the step times."""
+    sample = next(root.glob("attacks/*/metrics.json"), None)
+    if sample is None:
+        return f"(no finished attack under {root})\n"
+    m = json.loads(sample.read_text())
+    protocol = m["protocol"]
+    evaluator = m["evaluator"]
+    lines = [
+        f"### {protocol['data']}",
+        "",
+        f"- identities: {len(protocol['identities'])} (all private classes), "
+        f"{protocol['per_identity']} draws each, seed {protocol['seed']}, batch "
+        f"{protocol['batch_size']}; iterations: each method's default (gmi and gmi+lomma "
+        "1500, kedmi 2400, plgmi 600); priors at the `cpu` preset (**not the reference**)",
+        f"- evaluator: `{evaluator['arch']}`, {_percent(evaluator['accuracy_private_test'])} "
+        f"on private-test, {_percent(evaluator['accuracy_private_train'])} on the private "
+        "training images",
+        f"- TL-DMI target: public pre-training, then `--rule auto`: {_tl_plan(root)}",
+        f"- resize for the evaluator: {protocol['resize']}",
+        "",
+        "| method | target | natural acc. | top-1 (mean ± std over draws) | top-5 | KNN dist.² "
+        "| Frechet (evaluator features) | prior alone top-1 | prior alone KNN² "
+        "| hits vs chance (binomial) | attack vs its prior (Fisher exact) |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |",
+        *_attack_rows(root),
+        "",
+        "| step | seconds |",
+        "| --- | ---: |",
+        *(f"| {step} | {seconds:.0f} |" for step, seconds in _times(root).items()),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``run`` a dataset's steps or print the ``summary`` of finished roots."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="run (or resume) one dataset's steps")
+    run.add_argument("--data", required=True, help="mnist or att:ROOT")
+    run.add_argument("--root", type=Path, required=True, help="folder of the steps")
+    run.add_argument("--methods", default=",".join(METHODS), help="comma-separated")
+    report = commands.add_parser("summary", help="Markdown tables of finished roots")
+    report.add_argument("roots", type=Path, nargs="+")
+    args = parser.parse_args(argv)
+    if args.command == "run":
+        methods = tuple(args.methods.split(","))
+        unknown = sorted(set(methods) - set(METHODS))
+        if unknown:
+            raise SystemExit(f"unknown methods {unknown}; known: {', '.join(METHODS)}")
+        run_steps(plan_steps(args.data, args.root, methods), args.root)
+    else:
+        print("\n".join(summary(root) for root in args.roots))
+
+
+if __name__ == "__main__":
+    main()
