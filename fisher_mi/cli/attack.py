@@ -11,13 +11,18 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from fisher_mi.attacks import GAN, load_gan
-from fisher_mi.attacks.inversion import ATTACKS, LOMMA, AttackSettings, Inversion, InversionAttack
-from fisher_mi.attacks.outputs import write_grid, write_images, write_inversions, write_table_of
+from fisher_mi.attacks.folder import (
+    Scoring,
+    prior_only_of,
+    public_feature_mean,
+    scores,
+    write_attack,
+)
+from fisher_mi.attacks.inversion import ATTACKS, LOMMA, AttackSettings, InversionAttack
 from fisher_mi.attacks.runner import run_attack
 from fisher_mi.cli.commands import Command, register_command
 from fisher_mi.cli.common import load_for, say
@@ -35,18 +40,8 @@ from fisher_mi.cli.options import (
 from fisher_mi.data.overlap import check_disjoint
 from fisher_mi.distributed import init_from_environment, is_main_process
 from fisher_mi.errors import ConfigError
-from fisher_mi.evaluate import (
-    features_and_logits,
-    per_image_scores,
-    private_reference,
-    protocol_hash,
-    score_run,
-)
-from fisher_mi.io import save_checkpoint, write_json
 from fisher_mi.models import load_model
 from fisher_mi.rundir import check_listed, sha256
-
-PUBLIC_MEAN_SAMPLES = 5000  # Re-thinking_MI attack.py get_act_reg: Nsample=5000
 
 # AttackSettings fields as flags (DESIGN.md's names); None keeps the method's default.
 ATTACK_OPTIONS = (
@@ -181,14 +176,8 @@ def _public(args: argparse.Namespace, target: nn.Module) -> Dataset | None:
 def _public_mean(
     target: nn.Module, public: Dataset | None, settings: dict[str, Any]
 ) -> Tensor | None:
-    """The target's mean penultimate feature on (at most 5000) public images, for LOMMA."""
-    if not settings.get("feature_reg"):
-        return None
-    if public is None:
-        raise ConfigError("--lomma / --feature-reg need --data (its public split gives the mean)")
-    count = min(len(public), PUBLIC_MEAN_SAMPLES)
-    images = torch.stack([public[i][0] for i in range(count)])
-    return features_and_logits(target, images)[0].mean(dim=0)
+    """LOMMA's public feature mean, when the feature regulariser is on."""
+    return public_feature_mean(target, public) if settings.get("feature_reg") else None
 
 
 def _private_examples(args: argparse.Namespace, target: nn.Module) -> dict[int, Tensor] | None:
@@ -200,7 +189,7 @@ def _private_examples(args: argparse.Namespace, target: nn.Module) -> dict[int, 
     return {identity: private[index][0] for identity, index in first.items()}
 
 
-def _attack(args: argparse.Namespace, device: str | None) -> tuple[InversionAttack, dict]:
+def _attack(args: argparse.Namespace, device: str | None) -> InversionAttack:
     target = load_model(check_listed(args.target)).to(device or "cpu")
     gan = _load_prior(args)
     gan.generator.to(device or "cpu")
@@ -209,18 +198,13 @@ def _attack(args: argparse.Namespace, device: str | None) -> tuple[InversionAtta
     surrogates = [load_model(check_listed(p)).to(device or "cpu") for p in args.surrogate]
     settings = _settings(args)
     public = _public(args, target)
-    attack = ATTACKS.get(args.method)(
+    return ATTACKS.get(args.method)(
         target,
         gan,
         surrogates=surrogates,
         public_mean=_public_mean(target, public, settings),
         **settings,
     )
-    return attack, settings
-
-
-PRIOR_ONLY = "prior_only.pt"
-METRICS = "metrics.json"
 
 
 def run(args: argparse.Namespace) -> list[Path]:
@@ -228,21 +212,22 @@ def run(args: argparse.Namespace) -> list[Path]:
     if args.evaluator is not None and args.data is None:
         raise ConfigError("--evaluator scores against the private data: give --data too")
     device = init_from_environment(args.device)
-    attack, settings = _attack(args, device)
+    attack = _attack(args, device)
     ids = parse_ids(args.ids, attack.classes)
     inversion, protocol = run_attack(attack, ids, out=args.out, resume=args.resume, progress=True)
     if not is_main_process():
         return []
     protocol = {**protocol, **_sources(args)}
-    prior_only = ATTACKS.get(args.method)(
+    prior_only = prior_only_of(attack, ids)
+    written = write_attack(
+        args.out,
         attack.target,
-        attack.gan,
-        surrogates=attack.surrogates,
-        public_mean=attack.public_mean,
-        **{**settings, "iterations": 0},
-    ).run(ids)
-    written = [save_checkpoint(args.out / PRIOR_ONLY, prior_only.tensors())]
-    written += _write(args, attack, inversion, prior_only, protocol)
+        inversion,
+        prior_only,
+        protocol,
+        scoring=_scoring(args, attack.target),
+        private_examples=_private_examples(args, attack.target),
+    )
     say(
         f"{len(inversion.images)} reconstructions of {len(ids)} identities; mean target "
         f"confidence {inversion.target_confidence.mean():.3f} (prior alone "
@@ -263,56 +248,27 @@ def _sources(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _scoring(args: argparse.Namespace, target: nn.Module) -> Scoring | None:
+    """The evaluator and data of ``--evaluator`` and ``--data`` (None without an evaluator)."""
+    if args.evaluator is None:
+        return None
+    evaluator = load_model(check_listed(args.evaluator)).to(args.device or "cpu")
+    return Scoring(
+        evaluator,
+        load_for(evaluator, args.data, "private"),
+        load_for(target, args.data, "private-test"),
+    )
+
+
 def scores_of(
     args: argparse.Namespace,
     target: nn.Module,
     inversion: dict[str, Tensor],
     prior_only: dict[str, Tensor],
     protocol: dict[str, Any],
-) -> tuple[dict[str, Tensor] | None, dict[str, Any]]:
-    """Per-image scores and ``metrics.json`` with ``--evaluator``; without one, the protocol
-    and the target's own confidence (no literature metric is claimed)."""
-    recorded = {key: value for key, value in protocol.items() if key != "protocol_hash"}
-    if args.evaluator is None:
-        confidence = float(inversion["target_confidence"].double().mean())
-        return None, {
-            "protocol": recorded,
-            "protocol_hash": protocol_hash(recorded),
-            "target_confidence_mean": confidence,
-            "evaluator": None,
-        }
-    evaluator = load_model(check_listed(args.evaluator)).to(args.device or "cpu")
-    private = private_reference(evaluator, load_for(evaluator, args.data, "private"))
-    per_image = per_image_scores(inversion, evaluator=evaluator, private=private)
-    metrics = score_run(
-        inversion,
-        evaluator=evaluator,
-        private=private,
-        private_test=load_for(target, args.data, "private-test"),
-        target=target,
-        prior_only=prior_only,
-        protocol=recorded,
-    )
-    return per_image, metrics
-
-
-def _write(
-    args: argparse.Namespace,
-    attack: InversionAttack,
-    inversion: Inversion,
-    prior_only: Inversion,
-    protocol: dict[str, Any],
-) -> list[Path]:
-    per_image, metrics = scores_of(
-        args, attack.target, inversion.tensors(), prior_only.tensors(), protocol
-    )
-    return [
-        *write_images(inversion, args.out),
-        write_inversions(inversion, args.out),
-        write_table_of(inversion, args.out, per_image),
-        write_grid(inversion, args.out, _private_examples(args, attack.target)),
-        write_json(args.out / METRICS, metrics),
-    ]
+) -> tuple[dict[str, Tensor | None] | None, dict[str, Any]]:
+    """``folder.scores`` with the evaluator and data of the command line."""
+    return scores(target, inversion, prior_only, protocol, _scoring(args, target))
 
 
 register_command(

@@ -14,9 +14,10 @@ from pathlib import Path
 
 from torch import nn
 
+from fisher_mi.attacks.folder import METRICS, PRIOR_ONLY
 from fisher_mi.attacks.inversion import Inversion
 from fisher_mi.attacks.outputs import INVERSIONS, TABLE, write_table_of
-from fisher_mi.cli.attack import METRICS, PRIOR_ONLY, scores_of
+from fisher_mi.cli.attack import scores_of
 from fisher_mi.cli.commands import Command, register_command
 from fisher_mi.cli.options import add_data_option
 from fisher_mi.errors import DataError
