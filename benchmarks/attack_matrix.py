@@ -260,12 +260,14 @@ def _attack_rows(root: Path) -> list[str]:
 
 
 def _times(root: Path) -> dict[str, float]:
-    """Seconds per step, summed over its (resumed) runs."""
+    """Seconds per step, summed over its successful (resumed) runs."""
     if not (root / "times.csv").exists():
         return {}
     seconds: dict[str, float] = {}
     with (root / "times.csv").open() as handle:
         for row in csv.DictReader(handle):
+            if row["exit"] != "0":  # a failed attempt is not the step's time
+                continue
             seconds[row["step"]] = seconds.get(row["step"], 0.0) + float(row["seconds"])
     return seconds
 
