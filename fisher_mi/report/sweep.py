@@ -1,0 +1,103 @@
+"""The sweep figure: natural accuracy against attack top-1, one point per cutoff, the
+undefended model as the reference point, and where each planner rule lands.
+
+Drawn from ``experiments.sweep_stats.sweep_series`` (the points and their 95% bootstrap
+intervals), so the figure and its test read the same series. matplotlib is imported when the
+figure is drawn.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from fisher_mi.experiments.sweep_stats import MAX_ACCURACY_COST
+from fisher_mi.io import atomic_path
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+REFERENCE_LABEL = "undefended (from scratch)"
+
+
+def _errors(points: pd.DataFrame, value: str) -> list[list[float]] | None:
+    """Asymmetric error bars from the interval columns (None where there is no interval)."""
+    low, high = points[f"{value}_low"], points[f"{value}_high"]
+    if low.isna().all():
+        return None
+    return [(points[value] - low).fillna(0).tolist(), (high - points[value]).fillna(0).tolist()]
+
+
+def _panel(ax: Axes, points: pd.DataFrame, attack: str) -> None:
+    """One attack: the TL points by cutoff, the reference star, the rules' labels."""
+    tl = points[points["cutoff"].notna()].sort_values("cutoff")
+    reference = points[points["cutoff"].isna()]
+    ax.errorbar(
+        tl["top1"],
+        tl["natural_accuracy"],
+        xerr=_errors(tl, "top1"),
+        yerr=_errors(tl, "natural_accuracy"),
+        fmt="o-",
+        capsize=3,
+        label="TL-DMI at a cutoff",
+    )
+    for _, point in tl.iterrows():
+        text = f"{point['cutoff']} ({point['trainable_fraction']:.0%})"
+        if point["rules"]:
+            text += f"\n{point['rules']}"
+        ax.annotate(
+            text,
+            (point["top1"], point["natural_accuracy"]),
+            fontsize=7,
+            xytext=(4, 4),
+            textcoords="offset points",
+        )
+    if not reference.empty:
+        ref = reference.iloc[0]
+        ax.errorbar(
+            [ref["top1"]],
+            [ref["natural_accuracy"]],
+            xerr=_errors(reference, "top1"),
+            yerr=_errors(reference, "natural_accuracy"),
+            fmt="*",
+            markersize=14,
+            color="black",
+            label=REFERENCE_LABEL,
+        )
+        ax.axhline(
+            ref["natural_accuracy"] - MAX_ACCURACY_COST,
+            color="0.5",
+            linestyle=":",
+            label=f"{MAX_ACCURACY_COST:.0%} below the undefended accuracy",
+        )
+    seeds = int(points["n_seeds"].max())
+    ax.set_title(f"{attack} ({seeds} seed{'s' if seeds > 1 else ''}; labels: cutoff (trained))")
+    ax.set_xlabel("attack top-1 (evaluator)")
+    ax.set_ylabel("natural accuracy (private-test)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+
+
+def sweep_figure(series: pd.DataFrame) -> Figure:
+    """The figure of ``sweep_series``: one panel per attack (module docstring)."""
+    from matplotlib.figure import Figure
+
+    attacks = list(dict.fromkeys(series["attack"]))
+    fig = Figure(figsize=(6.0 * len(attacks), 4.8))
+    axes = fig.subplots(1, len(attacks), squeeze=False)[0]
+    for ax, attack in zip(axes, attacks, strict=True):
+        _panel(ax, series[series["attack"] == attack], attack)
+    fig.tight_layout()
+    return fig
+
+
+def plot_sweep(series: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
+    """Save ``sweep_figure(series)`` as PNG, atomically."""
+    fig = sweep_figure(series)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    return Path(path)
