@@ -1,0 +1,9 @@
+"""Experiments: runs of the stages (training, priors, attacks, profiles) as resumable steps.
+
+``steps`` is the one abstraction (a step is reused when its config, its inputs' manifests and
+the version are unchanged); ``demo`` is the TL-DMI story end to end at demo scale.
+"""
+
+from fisher_mi.experiments.steps import Step, StepRecord, StepRun, run_steps, step_key, step_state
+
+__all__ = ["Step", "StepRecord", "StepRun", "run_steps", "step_key", "step_state"]
