@@ -15,7 +15,7 @@ folder's ``manifest.json`` is written as "incomplete" when the step starts and c
 every output's sha256, when it ends. For each step, in order:
 
 - reused: the manifest is complete, records the same key, and every file it lists is there
-  with its sha256 (so a hand-edited output is never reused);
+  with its sha256 (a step with a hand-edited or missing output is run again from the start);
 - resumed: the manifest records the same key but is incomplete (an interrupted run): the
   step's function is called with ``resume=True`` and continues from its own checkpoint
   where it has one (training, GAN training, attack batches);
@@ -122,9 +122,9 @@ def step_state(folder: Path, key: str) -> str:
     last = _last_run(folder)
     if last is None or last.get("key") != key:
         return RAN
-    if last.get("complete") and _intact(folder):
-        return REUSED
-    return RESUMED
+    if not last.get("complete"):
+        return RESUMED
+    return REUSED if _intact(folder) else RAN
 
 
 def _clear(step: Step) -> None:
