@@ -9,6 +9,7 @@ from fisher_mi.attacks.inversion import Inversion, invert
 from fisher_mi.data import load_dataset
 from fisher_mi.errors import FisherMIError
 from fisher_mi.evaluate import accuracy, check_evaluator, features_and_logits, score_run
+from fisher_mi.experiments.sweep import sweep
 from fisher_mi.fisher import fisher_diagonal, profile
 from fisher_mi.models import build_model, load_model, named_layers, save_model
 from fisher_mi.plan import FreezePlan, apply_plan, plan_freeze
@@ -41,6 +42,7 @@ __all__ = [
     "save_gan",
     "save_model",
     "score_run",
+    "sweep",
     "train",
     "train_gan",
 ]

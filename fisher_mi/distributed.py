@@ -8,7 +8,9 @@ the data and one all-reduce combines them; rank 0 writes the outputs.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 
 import torch
 import torch.distributed as dist
@@ -16,10 +18,31 @@ from torch.utils.data import Dataset, Subset
 
 from fisher_mi.errors import ConfigError
 
+_SOLO: list[bool] = []  # the solo() blocks this process is in
+
 
 def is_distributed() -> bool:
-    """True inside an initialised process group with more than one process."""
+    """True inside an initialised process group with more than one process (and not solo)."""
+    if _SOLO:
+        return False
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+@contextlib.contextmanager
+def solo() -> Iterator[None]:
+    """Run the enclosed code as if this process were alone, inside a process group.
+
+    A sweep under ``torchrun`` gives each rank whole runs (one model trained in one process)
+    instead of a shard of every run: inside the block ``is_distributed()`` is False, so
+    training, profiling and attacks neither shard their data nor wait for other ranks, and
+    this rank writes its own run's outputs; ``torch.distributed.barrier`` outside the block
+    still synchronises the ranks.
+    """
+    _SOLO.append(True)
+    try:
+        yield
+    finally:
+        _SOLO.pop()
 
 
 def rank() -> int:
@@ -51,9 +74,7 @@ def check_device(spec: str | None) -> str | None:
     try:
         device = torch.device(spec)
     except (RuntimeError, ValueError, TypeError):
-        raise ConfigError(
-            f"--device {spec!r} is not a device; use cpu, cuda or cuda:N"
-        ) from None
+        raise ConfigError(f"--device {spec!r} is not a device; use cpu, cuda or cuda:N") from None
     if device.type == "cpu":
         return spec
     if device.type != "cuda":

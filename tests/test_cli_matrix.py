@@ -96,6 +96,7 @@ VALID: dict[str, Callable[[Path], list[str]]] = {
         "1",
     ],
     "evaluate": lambda t: [str(t / "run"), "--evaluator", str(_model(t)), "--data", "digits"],
+    "sweep": lambda t: ["--data", "digits", "--cutoffs", "0", "--quick", "--max-steps", "1"],
 }
 
 
