@@ -16,9 +16,11 @@ from fisher_mi.cli import main
 from fisher_mi.errors import ConfigError
 from fisher_mi.experiments.sweep import (
     COLUMNS,
+    HIT_COLUMNS,
     PAPER_TRAINABLE_FRACTION,
     Sweep,
     Unit,
+    _append,
     paper_cutoff,
     rank_share,
     sweep,
@@ -152,3 +154,25 @@ def test_paper_cutoff_is_nearest_to_the_paper_fraction() -> None:
     assert PAPER_TRAINABLE_FRACTION == 0.285
     assert paper_cutoff(model, [0, 2, 4, 6, 9]) == 9
     assert paper_cutoff(model, [0, 2, 4, 6]) == 6
+
+
+class _Rows:
+    """A stand-in for ``Sweep`` whose units give fixed rows (no training)."""
+
+    def unit_rows(self, unit: Unit) -> tuple[list[dict], list[pd.DataFrame]]:
+        rows = [
+            dict.fromkeys(COLUMNS, 0) | {"cutoff": unit.cutoff, "seed": unit.seed, "attack": a}
+            for a in ("gmi", "kedmi")
+        ]
+        hits = pd.DataFrame({"identity": [0], "draw": [0], "top1": [1.0]})
+        return rows, [hits.assign(cutoff=unit.cutoff, seed=unit.seed, attack="gmi")]
+
+
+def test_a_revisited_unit_replaces_its_rows(tmp_path: Path) -> None:
+    old = pd.DataFrame([dict.fromkeys(COLUMNS, 0) | {"cutoff": 2, "attack": "gmi"}])
+    old_hits = pd.DataFrame([dict.fromkeys(HIT_COLUMNS, 0) | {"cutoff": 2, "attack": "gmi"}])
+    table, hits = _append(_Rows(), tmp_path, old, old_hits, [Unit(2, 0), Unit(None, 0)])
+    assert table["attack"].tolist() == ["gmi", "kedmi", "gmi", "kedmi"]  # no duplicate gmi row
+    assert table["cutoff"].isna().tolist() == [False, False, True, True]
+    assert len(hits) == 2
+    assert pd.read_csv(tmp_path / "sweep.csv").shape == (4, len(COLUMNS))

@@ -426,7 +426,8 @@ class Sweep:
         def run(folder: Path, resume: bool) -> list[Path]:
             return self._attack(unit, method, self.out / prior, settings, folder, resume)
 
-        return Step(name, self.out / name, settings, run, (unit.name, prior, "evaluator"))
+        record = {"method": method, **settings}
+        return Step(name, self.out / name, record, run, (unit.name, prior, "evaluator"))
 
     def _attack(
         self,
@@ -554,11 +555,15 @@ def _typed(table: pd.DataFrame) -> pd.DataFrame:
     return table.astype({c: "Int64" for c in present})
 
 
-def _done(table: pd.DataFrame, unit: Unit, attacks: Sequence[str]) -> bool:
+def _of_unit(table: pd.DataFrame, unit: Unit) -> pd.Series:
+    """Which rows of a ``sweep.csv`` or ``hits.csv`` table belong to ``unit``."""
     cutoff = table["cutoff"].astype("Int64")
     same = (cutoff.isna() if unit.cutoff is None else cutoff == unit.cutoff).fillna(False)
-    found = set(table.loc[same & (table["seed"] == unit.seed), "attack"])
-    return set(attacks) <= found
+    return same & (table["seed"] == unit.seed)
+
+
+def _done(table: pd.DataFrame, unit: Unit, attacks: Sequence[str]) -> bool:
+    return set(attacks) <= set(table.loc[_of_unit(table, unit), "attack"])
 
 
 def _check_settings(out: Path, config: SweepConfig) -> None:
@@ -622,20 +627,24 @@ def run_sweep(config: SweepConfig, out: str | Path) -> SweepResult:
 def _append(
     plan: Sweep, out: Path, table: pd.DataFrame, hits: pd.DataFrame, units: Sequence[Unit]
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Add the units' rows to ``sweep.csv`` and ``hits.csv``, each rewritten atomically."""
+    """Add the units' rows to ``sweep.csv`` and ``hits.csv``, each rewritten atomically; a
+    unit revisited for an attack it lacked gets all its rows anew (its other attacks' steps
+    were reused, so their numbers are the same)."""
     for unit in units:
         rows, unit_hits = plan.unit_rows(unit)
         new = _typed(pd.DataFrame(rows, columns=list(COLUMNS)))
-        table = _typed(pd.concat([table, new], ignore_index=True))
-        hits = _typed(pd.concat([hits, *unit_hits], ignore_index=True)[list(HIT_COLUMNS)])
+        kept, kept_hits = table[~_of_unit(table, unit)], hits[~_of_unit(hits, unit)]
+        table = _typed(pd.concat([kept, new], ignore_index=True))
+        hits = _typed(pd.concat([kept_hits, *unit_hits], ignore_index=True)[list(HIT_COLUMNS)])
     write_table(out / HITS_CSV, hits)
     write_table(out / SWEEP_CSV, table)
     return table, hits
 
 
 def auto_cutoffs(plan: Sweep) -> dict[int, int]:
-    """Seed -> the block boundary where ``auto`` lands (seeds whose rules ran)."""
-    return {s: plan.rules_of(s)["auto"]["lands"] for s in plan.config.seeds}
+    """Seed -> the block boundary where ``auto`` lands (seeds where it could run)."""
+    landed = {s: plan.rules_of(s)["auto"].get("lands") for s in plan.config.seeds}
+    return {seed: cutoff for seed, cutoff in landed.items() if cutoff is not None}
 
 
 def verdict_of(plan: Sweep, rows: pd.DataFrame) -> dict[str, Any]:
