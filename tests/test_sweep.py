@@ -12,6 +12,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+import fisher_mi.experiments.sweep as sweep_module
+from fisher_mi import distributed
 from fisher_mi.cli import main
 from fisher_mi.errors import ConfigError
 from fisher_mi.experiments.sweep import (
@@ -19,10 +21,12 @@ from fisher_mi.experiments.sweep import (
     HIT_COLUMNS,
     PAPER_TRAINABLE_FRACTION,
     Sweep,
+    SweepConfig,
     Unit,
     _append,
     paper_cutoff,
     rank_share,
+    run_sweep,
     sweep,
 )
 from fisher_mi.models import build_model
@@ -176,3 +180,28 @@ def test_a_revisited_unit_replaces_its_rows(tmp_path: Path) -> None:
     assert table["cutoff"].isna().tolist() == [False, False, True, True]
     assert len(hits) == 2
     assert pd.read_csv(tmp_path / "sweep.csv").shape == (4, len(COLUMNS))
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_shared_stages_are_split_by_the_rank_outside_solo(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rank 1 of 2 (as torchrun would run it) computes its share of the shared stages only:
+    the share is taken from the real rank, not from inside ``solo()`` where every rank is 0."""
+    seen: list[str] = []
+
+    def record(steps: list) -> None:
+        seen.extend(step.name for step in steps)
+        raise _Stop
+
+    monkeypatch.setattr(sweep_module, "rank", lambda: 0 if distributed._SOLO else 1)
+    monkeypatch.setattr(sweep_module, "world_size", lambda: 1 if distributed._SOLO else 2)
+    monkeypatch.setattr(sweep_module, "run_steps", record)
+    config = SweepConfig(data="digits", cutoffs=(0,), seeds=(0, 1))
+    with pytest.raises(_Stop):
+        run_sweep(config, tmp_path / "sweep")
+    # jobs: [evaluator], [gan/gmi], [seed-0 pretrain, rules], [seed-1 pretrain, rules]
+    assert seen == ["gan/gmi", "seed-1/pretrain", "seed-1/rules"]

@@ -602,16 +602,18 @@ def run_sweep(config: SweepConfig, out: str | Path) -> SweepResult:
     out = Path(out)
     plan = Sweep(config, out)
     _check_settings(out, config)
+    me, width = rank(), world_size()  # read outside solo(), inside which every rank is 0 of 1
+    mine = rank_share(plan.shared_steps(), me, width)
     with solo():
-        run_steps([s for job in rank_share(plan.shared_steps(), rank(), world_size()) for s in job])
+        run_steps([step for job in mine for step in job])
     _barrier()
     table, hits = _read(out / SWEEP_CSV, COLUMNS), _read(out / HITS_CSV, HIT_COLUMNS)
     todo = [u for u in plan.units() if not _done(table, u, config.attacks)]
-    width = world_size()
     for start in range(0, len(todo), width):
         round_units = todo[start : start + width]
+        mine = rank_share(round_units, me, width)
         with solo():
-            for unit in rank_share(round_units, rank(), width):
+            for unit in mine:
                 run_steps(plan.unit_steps(unit))
         _barrier()
         if is_main_process():
