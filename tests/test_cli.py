@@ -134,12 +134,23 @@ def test_profile_csv_has_the_table_columns(profiled: Run) -> None:
     assert list(profiled.table.columns) == COLUMNS
 
 
-def test_profile_csv_has_one_row_per_layer_and_split(profiled: Run) -> None:
+# fisher="auto" (the default): empirical on the model's classes, true on public identities,
+# both on reconstructions
+AUTO_SERIES = [
+    ("private", "empirical"),
+    ("public", "true"),
+    ("inverted", "empirical"),
+    ("inverted", "true"),
+]
+
+
+def test_profile_csv_has_one_row_per_layer_split_and_estimator(profiled: Run) -> None:
     layers = [layer.name for layer in named_layers(build_model("mcnn", num_classes=5))]
     table = profiled.table
-    for split in ("private", "public", "inverted"):
-        assert table.loc[table["split"] == split, "layer"].tolist() == layers
-    assert len(table) == 3 * len(layers)
+    for split, fisher in AUTO_SERIES:
+        rows = (table["split"] == split) & (table["fisher"] == fisher)
+        assert table.loc[rows, "layer"].tolist() == layers
+    assert len(table) == len(AUTO_SERIES) * len(layers)
 
 
 @pytest.mark.parametrize(
@@ -155,7 +166,6 @@ def test_profile_csv_values_are_positive(profiled: Run) -> None:
     table = profiled.table
     assert (table["fisher_trace"] > 0).all()
     assert np.allclose(table["fisher_per_param"], table["fisher_trace"] / table["n_params"])
-    assert set(table["fisher"]) == {"empirical"}
 
 
 def test_profile_json_records_the_run(profiled: Run) -> None:
@@ -165,7 +175,7 @@ def test_profile_json_records_the_run(profiled: Run) -> None:
     assert record["data"]["inverted"].startswith("folder:")
     for key in ("backend", "fisher", "seed"):
         assert key in record
-    assert record["fisher"] == "empirical" and record["seed"] == 0
+    assert record["fisher"] == "auto" and record["seed"] == 0
     assert {"torch", "fisher_mi"} <= set(record["versions"])
 
 
@@ -175,6 +185,15 @@ def test_profile_json_records_each_split(profiled: Run) -> None:
     assert splits["private"]["n_samples"] == N_SAMPLES
     assert splits["inverted"]["n_samples"] == sum(INVERTED.values())
     assert all(split["seconds"] >= 0 for split in splits.values())
+    estimators = {split: record["fisher"] for split, record in splits.items()}
+    both = ["empirical", "true"]
+    assert estimators == {"private": ["empirical"], "public": ["true"], "inverted": both}
+
+
+def test_profile_json_says_how_the_model_was_made(profiled: Run) -> None:
+    # save_mcnn's meta has none of pretrained_on, role, init: all recorded as unknown (null)
+    made = {"pretrained_on": None, "role": None, "init": None}
+    assert profiled.record["model_provenance"] == made
 
 
 def test_profile_json_names_the_backend_the_table_used(profiled: Run) -> None:

@@ -13,6 +13,7 @@ import contextlib
 import copy
 import io
 import json
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +31,14 @@ from fisher_mi.cli import main
 from fisher_mi.errors import ConfigError, RegistryError
 from fisher_mi.fisher.profile import COLUMNS
 from fisher_mi.io import write_table
-from fisher_mi.plan import FreezePlan, apply_plan, frozen_norm_modules, parse_params, plan_freeze
+from fisher_mi.plan import (
+    FreezePlan,
+    PlanWarning,
+    apply_plan,
+    frozen_norm_modules,
+    parse_params,
+    plan_freeze,
+)
 from fisher_mi.report import plot_freeze_plan
 from tests.error_cases import one_line
 
@@ -171,9 +179,15 @@ def plan_of(case: Case, **extra: Any) -> FreezePlan:
 
 @pytest.mark.parametrize("case", KNOWN + EDGES, ids=lambda case: case.id)
 def test_rule_finds_the_known_cutoff(case: Case) -> None:
-    plan = plan_of(case)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        plan = plan_of(case)
     assert plan.cutoff == plan.rule_cutoff == case.cutoff
     assert not plan.override
+    # a rule (not fixed) that freezes nothing of a model it could freeze a layer of warns
+    defends_nothing = case.cutoff == 0 and case.rule != "fixed" and len(plan.layers) > 1
+    warned = [w for w in caught if issubclass(w.category, PlanWarning)]
+    assert len(warned) == int(defends_nothing)
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from fisher_mi.data import DATASETS
-from fisher_mi.fisher import BACKENDS, FISHER_KINDS, profile
+from fisher_mi.fisher import BACKENDS, FISHER_CHOICES, profile
 from fisher_mi.fisher.profile import MAX_MC_SAMPLES
 from fisher_mi.models import ARCHITECTURES
 from fisher_mi.training import OPTIMIZERS, SCHEDULES, TrainConfig
@@ -165,7 +165,11 @@ _PROFILE_DEFAULTS = {
 # where it runs (RUN_OPTIONS) and the progress bar (always on in the CLI).
 NOT_FISHER_OPTIONS = ("split", "device", "num_workers", "seed", "progress")
 _FISHER_SETTINGS: dict[str, dict[str, Any]] = {
-    "fisher": {"choices": FISHER_KINDS, "help": "empirical (true labels) or true (model's)"},
+    "fisher": {
+        "choices": FISHER_CHOICES,
+        "help": "auto (empirical on private, private-test and inverted splits, true on the "
+        "others, both on inverted), empirical (the given labels) or true (the model's)",
+    },
     "backend": {"choices": BACKENDS.names(), "help": "how per-sample norms are computed"},
     "batch_size": {"type": positive_int, "help": "samples per forward/backward"},
     "max_samples": {

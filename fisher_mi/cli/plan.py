@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
+from typing import Any
 
 from fisher_mi.cli.commands import Command, register_command
 from fisher_mi.cli.options import add_arch_option
+from fisher_mi.errors import DataError
 from fisher_mi.models import load_model
-from fisher_mi.plan import BN_STATS, RULES, parse_params, plan_freeze, read_fisher_table
+from fisher_mi.plan import (
+    BN_STATS,
+    MODEL_PROVENANCE,
+    RULES,
+    parse_params,
+    plan_freeze,
+    read_fisher_table,
+    warn_if_not_pretrained,
+)
 from fisher_mi.report import plot_freeze_plan
 from fisher_mi.rundir import check_listed
 
@@ -58,9 +69,27 @@ def plan_path(args: argparse.Namespace) -> Path:
     return args.out if args.out is not None else args.table.parent / "plan.json"
 
 
+def profile_record(table: Path) -> dict[str, Any] | None:
+    """The ``fisher.json`` written beside a Fisher table, or None where there is none."""
+    path = check_listed(table.with_name("fisher.json"))
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise DataError(
+            f"{path} is not readable JSON ({err}); rerun the profile that wrote {table}"
+        ) from None
+    return record if isinstance(record, dict) else None
+
+
 def run(args: argparse.Namespace) -> list[Path]:
-    """Read the table, plan, write ``plan.json`` and its figure."""
+    """Read the table, warn about a model not pre-trained on public data, plan (warning
+    about a plan that freezes nothing), write ``plan.json`` and its figure."""
     table = read_fisher_table(check_listed(args.table))
+    record = profile_record(args.table)
+    if record is not None:
+        warn_if_not_pretrained(record.get(MODEL_PROVENANCE), table=str(args.table))
     params = parse_params(args.param)
     if args.model is not None:
         params["model"] = load_model(check_listed(args.model), arch=args.arch)

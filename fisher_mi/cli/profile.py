@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from fisher_mi.cli.commands import Command, register_command
 from fisher_mi.cli.common import arch_record, profile_sources, write_run
@@ -19,7 +20,10 @@ from fisher_mi.cli.options import (
 )
 from fisher_mi.distributed import init_from_environment
 from fisher_mi.errors import ConfigError
+from fisher_mi.io import load_checkpoint
 from fisher_mi.models import load_model
+from fisher_mi.models.checkpoint import is_own_format
+from fisher_mi.plan import MODEL_PROVENANCE, model_provenance
 from fisher_mi.rundir import check_listed
 
 OUTPUTS = ("fisher.csv", "fisher.json", "fisher.png")
@@ -61,13 +65,25 @@ def split_sources(splits: str, data: str, also: list[tuple[str, str]]) -> dict[s
     return sources
 
 
+def made_from(path: Path) -> dict[str, Any] | None:
+    """How the checkpoint's model was made (``pretrained_on``, ``role``, ``init`` from its
+    meta), for ``fisher.json``; None for a foreign checkpoint, which does not say."""
+    payload = load_checkpoint(path)
+    return model_provenance(payload.get("meta") if is_own_format(payload) else None)
+
+
 def run(args: argparse.Namespace) -> list[Path]:
     """Load the model, profile every split, write the table, record and figure."""
     sources = split_sources(args.splits, args.data, args.also)
     model = load_model(check_listed(args.model), arch=args.arch)
     options = {**values(args, FISHER_OPTIONS), **values(args, RUN_OPTIONS)}
     options["device"] = init_from_environment(args.device)
-    record = {"command": "profile", "model": str(args.model), "arch": arch_record(model)}
+    record = {
+        "command": "profile",
+        "model": str(args.model),
+        "arch": arch_record(model),
+        MODEL_PROVENANCE: made_from(args.model),
+    }
     return write_run(
         profile_sources(model, sources, options), args.out, {**record, "data": sources}
     )

@@ -29,7 +29,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pandas as pd
 import torch
@@ -40,6 +40,7 @@ from tqdm.auto import tqdm
 from fisher_mi.distributed import all_reduce_sum, is_main_process, shard
 from fisher_mi.errors import ConfigError, DataError
 from fisher_mi.fisher.backends import BatchNorms, FisherBackend, make_backend
+from fisher_mi.fisher.estimators import check_fisher, estimators_for
 from fisher_mi.fisher.guards import (
     check_at_least_one,
     check_deterministic,
@@ -49,7 +50,6 @@ from fisher_mi.fisher.guards import (
 from fisher_mi.fisher.targets import GivenLabels, LabelSource, MonteCarloLabels
 from fisher_mi.models.layers import LayerInfo, named_layers
 
-FISHER_KINDS = ("empirical", "true")
 MAX_MC_SAMPLES = 1000
 """The most label draws per input ``fisher="true"`` takes. Each draw costs one forward and
 backward per input, while the estimate's relative standard error falls only as
@@ -84,7 +84,7 @@ def profile(
     data: Dataset | DataLoader | Iterable,
     *,
     split: str = "private",
-    fisher: str = "empirical",
+    fisher: str = "auto",
     backend: str = "auto",
     batch_size: int = 64,
     max_samples: int | None = None,
@@ -102,7 +102,9 @@ def profile(
         model: a classifier returning logits, or a tuple whose last element is the logits.
         data: a map-style Dataset, or a DataLoader (or any iterable) yielding ``(x, y)`` batches.
         split: the label written in the table's ``split`` column.
-        fisher: ``"empirical"`` (true labels) or ``"true"`` (labels drawn from the model).
+        fisher: ``"auto"`` (empirical on ``private``, ``private-test``; true on other
+            splits, whose labels are not the model's classes; both on ``inverted``),
+            ``"empirical"`` (the given labels) or ``"true"`` (labels drawn from the model).
         backend: ``"auto"``, or a registered backend name (``loop``, ``vmap``, ...).
         batch_size: batch size when ``data`` is a Dataset.
         max_samples: use at most this many samples: a seeded random subset of a Dataset
@@ -118,14 +120,21 @@ def profile(
         progress: show a progress bar over batches.
 
     Returns:
-        A long DataFrame, one row per layer, with the columns in ``COLUMNS``.
+        A long DataFrame, one row per layer and estimator (two estimators only for
+        reconstructions under ``auto``), with the columns in ``COLUMNS``.
 
     Under an initialised ``torch.distributed`` process group (e.g. ``torchrun``) each rank
     profiles a disjoint shard of a Dataset and the sums are all-reduced, so every rank
     returns the table of the whole dataset (a DataLoader is used as given: shard it yourself).
     """
-    layers, totals, engine = _run(model, data, "trace", _Options.of(locals()))
-    return fisher_table(layers, totals, split=split, fisher=fisher, backend=engine.name)
+    options = _Options.of(locals())
+    tables = []
+    for estimator in estimators_for(split, fisher):
+        layers, totals, engine = _run(model, data, "trace", replace(options, fisher=estimator))
+        tables.append(
+            fisher_table(layers, totals, split=split, fisher=estimator, backend=engine.name)
+        )
+    return tables[0] if len(tables) == 1 else pd.concat(tables, ignore_index=True)
 
 
 def fisher_diagonal(
@@ -133,7 +142,7 @@ def fisher_diagonal(
     data: Dataset | DataLoader | Iterable,
     *,
     split: str = "private",
-    fisher: str = "empirical",
+    fisher: str = "auto",
     backend: str = "auto",
     batch_size: int = 64,
     max_samples: int | None = None,
@@ -150,8 +159,12 @@ def fisher_diagonal(
     Same data, options and guarantees as ``profile`` (whose per-layer ``fisher_trace`` is the
     sum of a layer's diagonal); returns float64 CPU tensors keyed by qualified parameter name,
     shaped like the parameters, e.g. for heatmaps of where in a layer the information sits.
+    One diagonal, one estimator: ``auto`` takes the split's first (empirical on
+    reconstructions).
     """
-    _, totals, _ = _run(model, data, "diagonal", _Options.of(locals()))
+    options = _Options.of(locals())
+    estimator = estimators_for(split, fisher)[0]
+    _, totals, _ = _run(model, data, "diagonal", replace(options, fisher=estimator))
     assert totals.squares is not None
     return {name: value / totals.count for name, value in totals.squares.items()}
 
@@ -184,8 +197,7 @@ class _Options:
     def __post_init__(self) -> None:
         """Refuse, each in one line: an unknown estimator, counts below 1, more than
         ``MAX_MC_SAMPLES`` draws per input, negative worker counts."""
-        if self.fisher not in FISHER_KINDS:
-            raise ConfigError(f"unknown fisher {self.fisher!r}; known: {', '.join(FISHER_KINDS)}")
+        check_fisher(self.fisher)
         for name in ("batch_size", "max_samples", "mc_samples"):
             check_at_least_one(name, getattr(self, name))
         if self.mc_samples > MAX_MC_SAMPLES:

@@ -5,9 +5,16 @@ Modules, one job each: ``table`` (validating and reading the Fisher table), ``ru
 cutoff-rule registry), ``freeze_plan`` (the ``FreezePlan`` record and its JSON),
 ``planner`` (``plan_freeze``), ``from_model`` (prefix plans and plans from a fresh
 profile), ``apply`` (``apply_plan`` and frozen BatchNorm statistics), ``blocks`` (the layers a
-sweep's cutoffs fall between).
+sweep's cutoffs fall between), ``advice`` (warnings about plans that defend nothing).
 """
 
+from fisher_mi.plan.advice import (
+    MODEL_PROVENANCE,
+    PlanWarning,
+    model_provenance,
+    warn_if_freezes_nothing,
+    warn_if_not_pretrained,
+)
 from fisher_mi.plan.apply import apply_plan, frozen_norm_modules
 from fisher_mi.plan.blocks import (
     block_boundaries,
@@ -26,8 +33,10 @@ from fisher_mi.plan.table import read_fisher_table
 __all__ = [
     "BN_STATS",
     "DEFAULT_RULE",
+    "MODEL_PROVENANCE",
     "RULES",
     "FreezePlan",
+    "PlanWarning",
     "RuleResult",
     "apply_plan",
     "block_boundaries",
@@ -36,6 +45,7 @@ __all__ = [
     "frozen_norm_modules",
     "layer_norms",
     "layer_table",
+    "model_provenance",
     "parse_cutoffs",
     "parse_params",
     "plan_by_rule",
@@ -45,4 +55,6 @@ __all__ = [
     "snap_to_block",
     "sweep_cutoffs",
     "training_plan",
+    "warn_if_freezes_nothing",
+    "warn_if_not_pretrained",
 ]

@@ -11,9 +11,17 @@ import numpy as np
 import pandas as pd
 
 from fisher_mi.errors import ConfigError
+from fisher_mi.plan.advice import warn_if_freezes_nothing
 from fisher_mi.plan.freeze_plan import FreezePlan, check_cutoff
 from fisher_mi.plan.rules import RULES, CutoffRule
-from fisher_mi.plan.table import PRIVATE, check_table, has_split, layer_column, layer_names
+from fisher_mi.plan.table import (
+    PRIVATE,
+    check_table,
+    has_split,
+    layer_column,
+    layer_names,
+    split_values,
+)
 
 
 def plan_freeze(
@@ -38,7 +46,8 @@ def plan_freeze(
             ``model=...`` for ``rgn``.
 
     Returns:
-        The plan; ``apply_plan(model, plan)`` applies it to the model.
+        The plan; ``apply_plan(model, plan)`` applies it to the model. A rule that freezes no
+        layer (no override) gives a ``PlanWarning``: such a plan defends nothing.
     """
     checked = check_table(table)
     entry = RULES.get(rule)
@@ -47,7 +56,7 @@ def plan_freeze(
     result = entry(checked, **rule_kwargs)
     layers = layer_names(checked)
     chosen = result.cutoff if cutoff is None else check_cutoff(cutoff, len(layers))
-    return FreezePlan(
+    plan = FreezePlan(
         layers=tuple(layers),
         cutoff=chosen,
         rule=name,
@@ -56,9 +65,11 @@ def plan_freeze(
         rule_cutoff=result.cutoff,
         override=cutoff is not None,
         trainable_param_fraction=_trained_share(layer_column(checked, "n_params"), chosen),
-        trainable_private_fisher_fraction=_private_share(checked, chosen),
+        trainable_private_fisher_fraction=_private_share(checked, chosen, rule=name),
         bn_stats=bn_stats,
     )
+    warn_if_freezes_nothing(plan)
+    return plan
 
 
 def _check_rule_params(name: str, rule: CutoffRule, given: dict[str, Any]) -> None:
@@ -75,11 +86,11 @@ def _trained_share(values: np.ndarray, cutoff: int) -> float | None:
     return float(np.asarray(values[cutoff:], dtype=np.float64).sum()) / total if total > 0 else None
 
 
-def _private_share(table: pd.DataFrame, cutoff: int) -> float | None:
+def _private_share(table: pd.DataFrame, cutoff: int, *, rule: str) -> float | None:
     if not has_split(table, PRIVATE):
         return None
-    rows = table[table["split"] == PRIVATE].sort_values("depth")
-    return _trained_share(rows["fisher_trace"].to_numpy(), cutoff)
+    trace = split_values(table, PRIVATE, "fisher_trace", rule=rule)
+    return _trained_share(trace, cutoff)
 
 
 def parse_params(pairs: Iterable[str]) -> dict[str, Any]:

@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from fisher_mi.errors import ConfigError
+from fisher_mi.fisher.estimators import FISHER_KINDS
 from fisher_mi.models.layers import named_layers
 from fisher_mi.plan.table import (
     PRIVATE,
@@ -37,6 +38,7 @@ from fisher_mi.plan.table import (
     layer_column,
     layer_names,
     require_mass,
+    split_estimator,
     split_values,
 )
 from fisher_mi.registry import Registry
@@ -180,7 +182,7 @@ def knee(table: pd.DataFrame) -> RuleResult:
 
 
 @RULES.register("ratio")
-def ratio(table: pd.DataFrame, *, threshold: float = 0.5) -> RuleResult:
+def ratio(table: pd.DataFrame, *, threshold: float = 0.5, fisher: str | None = None) -> RuleResult:
     """Freeze the prefix of layers that are not specific to the private data.
 
     r_l = private ``fisher_per_param`` / public ``fisher_per_param``: how much more the
@@ -192,14 +194,22 @@ def ratio(table: pd.DataFrame, *, threshold: float = 0.5) -> RuleResult:
     specific layer: the longest frozen prefix holding no specific layer. All layers equal
     means none stands out from the rest, so every layer is trained (cutoff 0).
 
+    The two splits must be read with one estimator: the empirical Fisher of the private data
+    over the true Fisher of the public data (what ``fisher="auto"`` profiles) divides two
+    different quantities, so such a table is refused; profile both with ``fisher="true"``.
+
     Args:
         table: the Fisher table; reads ``fisher_per_param`` of the ``private`` and ``public``
             splits.
         threshold: s_l at or above which a layer counts as private-specific, in (0, 1].
+        fisher: the estimator to read both splits with (``empirical`` or ``true``; the CLI's
+            ``--param fisher=true`` arrives as the boolean true), where they hold several;
+            default: each split's own (``split_estimator``).
     """
     threshold = _fraction("threshold", threshold)
-    private = split_values(table, PRIVATE, "fisher_per_param", rule="ratio")
-    public = split_values(table, PUBLIC, "fisher_per_param", rule="ratio")
+    estimator = _one_estimator(table, (PRIVATE, PUBLIC), rule="ratio", fisher=_kind(fisher))
+    private = split_values(table, PRIVATE, "fisher_per_param", rule="ratio", fisher=estimator)
+    public = split_values(table, PUBLIC, "fisher_per_param", rule="ratio", fisher=estimator)
     require_mass(private, split=PRIVATE, rule="ratio")
     names = layer_names(table)
     zero = [name for name, value in zip(names, public, strict=True) if value <= 0.0]
@@ -212,6 +222,31 @@ def ratio(table: pd.DataFrame, *, threshold: float = 0.5) -> RuleResult:
     scores = ratios / ratios.max()
     cutoff = _first_at_least(scores, threshold, np.ones(len(names), dtype=bool))
     return RuleResult(cutoff, _scores(names, scores), {"threshold": threshold})
+
+
+def _kind(fisher: object) -> str | None:
+    """A rule's ``fisher`` parameter: None, ``empirical`` or ``true`` (boolean true, as
+    ``parse_params`` reads ``fisher=true``, is ``true``)."""
+    fisher = "true" if fisher is True else fisher
+    if fisher is not None and fisher not in FISHER_KINDS:
+        raise ConfigError(f"fisher must be one of {', '.join(FISHER_KINDS)}, got {fisher!r}")
+    return fisher  # type: ignore[return-value]
+
+
+def _one_estimator(
+    table: pd.DataFrame, compared: tuple[str, ...], *, rule: str, fisher: str | None
+) -> str:
+    """The one estimator the ``compared`` splits are read with; refuse a mix."""
+    chosen = {split: split_estimator(table, split, rule=rule, fisher=fisher) for split in compared}
+    if len(set(chosen.values())) > 1:
+        used = ", ".join(f"{split} {estimator}" for split, estimator in chosen.items())
+        raise ConfigError(
+            f"rule {rule!r} compares splits read with different Fisher estimators ({used}), "
+            "which measure different things; profile every split with one estimator, e.g. "
+            "`fisher-mi profile MODEL --data SPEC --splits private,public --fisher true` "
+            f"(or `train --rule {rule} --fisher true`)"
+        )
+    return next(iter(chosen.values()))
 
 
 NORM_KIND = re.compile(r"Norm")

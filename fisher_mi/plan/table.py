@@ -5,6 +5,14 @@ split). Everything a rule relies on is checked here, so each rule can assume a c
 the columns it reads are present and numeric, every split lists the same layers with depths
 ``0..n-1`` (the whole model, so the cutoff depth means the same thing in the table and in the
 model), and Fisher values are finite and non-negative.
+
+A split may be profiled with two estimators (``fisher="auto"`` gives reconstructions both the
+empirical and the true Fisher), so the table's unit is a *series*, a (split, estimator) pair,
+told apart by the ``fisher`` column. A rule reads one series per split, chosen explicitly
+(``split_values``): the estimator asked for, or the split's only one, or, where there are
+two, the one ``auto`` prefers for it (empirical on the model's own classes, true elsewhere).
+Values of two estimators are never averaged. A table without a ``fisher`` column (one made by
+hand) is one estimator, ``unspecified``.
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from fisher_mi.errors import ConfigError, DataError
+from fisher_mi.fisher.estimators import preferred_estimator
 from fisher_mi.io import read_table
 
 PRIVATE = "private"
@@ -33,6 +42,8 @@ REQUIRED_COLUMNS = (
 NUMERIC_COLUMNS = ("depth", "n_params", "fisher_trace", "fisher_per_param")
 FISHER_COLUMNS = ("fisher_trace", "fisher_per_param")
 REMAKE = "write the table with `fisher-mi profile` (or fisher_mi.profile)"
+UNSPECIFIED = "unspecified"  # the estimator of a table without a ``fisher`` column
+SERIES = ["split", "fisher"]
 
 
 def check_table(table: pd.DataFrame) -> pd.DataFrame:
@@ -56,10 +67,13 @@ def check_table(table: pd.DataFrame) -> pd.DataFrame:
             f"layer {small['layer'].iloc[0]!r} has n_params {small['n_params'].iloc[0]}; "
             f"every layer owns at least one parameter: {REMAKE}"
         )
-    table = table.astype({"layer": str, "split": str, "kind": str})
-    _check_one_row_per_layer_and_split(table)
+    estimator = table["fisher"].fillna(UNSPECIFIED) if "fisher" in table.columns else UNSPECIFIED
+    table = table.assign(fisher=estimator).astype(
+        {"layer": str, "split": str, "kind": str, "fisher": str}
+    )
+    _check_one_row_per_layer_and_series(table)
     _check_same_layers(table)
-    return table.sort_values(["split", "depth"], kind="stable").reset_index(drop=True)
+    return table.sort_values([*SERIES, "depth"], kind="stable").reset_index(drop=True)
 
 
 def _check_numeric(table: pd.DataFrame, column: str) -> None:
@@ -86,20 +100,21 @@ def _check_non_negative(table: pd.DataFrame, column: str) -> None:
         )
 
 
-def _check_one_row_per_layer_and_split(table: pd.DataFrame) -> None:
-    repeated = table[table.duplicated(["split", "layer"])]
+def _check_one_row_per_layer_and_series(table: pd.DataFrame) -> None:
+    repeated = table[table.duplicated([*SERIES, "layer"])]
     if not repeated.empty:
         row = repeated.iloc[0]
         raise ConfigError(
             f"the Fisher table has several rows for layer {row['layer']!r} in split "
-            f"{row['split']!r}; give one profile per split (e.g. one estimator, one backend)"
+            f"{row['split']!r} with estimator {row['fisher']!r}; give one profile per split "
+            "and estimator (e.g. one backend)"
         )
 
 
 def _check_same_layers(table: pd.DataFrame) -> None:
-    """Every split lists the same layers at the same depths, and the depths are 0..n-1."""
+    """Every series lists the same layers at the same depths, and the depths are 0..n-1."""
     reference: list[tuple[str, int]] | None = None
-    for split, rows in table.groupby("split", sort=True):
+    for (split, _), rows in table.groupby(SERIES, sort=True):
         layers = sorted(zip(rows["depth"].astype(int), rows["layer"], strict=True))
         current = [(name, depth) for depth, name in layers]
         if reference is None:
@@ -139,16 +154,21 @@ def read_fisher_table(path: str | os.PathLike[str]) -> pd.DataFrame:
         ) from None
 
 
+def _first_series(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the table's first (split, estimator), in depth order."""
+    first = table.iloc[0]
+    chosen = (table["split"] == first["split"]) & (table["fisher"] == first["fisher"])
+    return table[chosen].sort_values("depth")
+
+
 def layer_names(table: pd.DataFrame) -> list[str]:
     """Layer names in depth order (of a table that passed ``check_table``)."""
-    first = table[table["split"] == table["split"].iloc[0]]
-    return first.sort_values("depth")["layer"].tolist()
+    return _first_series(table)["layer"].tolist()
 
 
 def layer_column(table: pd.DataFrame, column: str) -> np.ndarray:
     """A per-layer column that is the same in every split (``n_params``, ``kind``)."""
-    first = table[table["split"] == table["split"].iloc[0]]
-    return first.sort_values("depth")[column].to_numpy()
+    return _first_series(table)[column].to_numpy()
 
 
 def splits(table: pd.DataFrame) -> list[str]:
@@ -161,15 +181,42 @@ def has_split(table: pd.DataFrame, split: str) -> bool:
     return bool((table["split"] == split).any())
 
 
-def split_values(table: pd.DataFrame, split: str, column: str, *, rule: str) -> np.ndarray:
-    """``column`` of ``split`` in depth order, as float64; refuse a missing split."""
-    rows = table[table["split"] == split]
-    if rows.empty:
+def estimators_of(table: pd.DataFrame, split: str) -> list[str]:
+    """The estimators the rows of ``split`` use, in table order (of a checked table)."""
+    return list(dict.fromkeys(table.loc[table["split"] == split, "fisher"]))
+
+
+def split_estimator(
+    table: pd.DataFrame, split: str, *, rule: str, fisher: str | None = None
+) -> str:
+    """The estimator a rule reads ``split`` with: ``fisher`` when given (it must be there),
+    else the split's only one, else the one ``auto`` prefers for the split; a missing split
+    or estimator is one ``ConfigError``."""
+    present = estimators_of(table, split)
+    if not present:
         raise ConfigError(
             f"rule {rule!r} needs the {split!r} split but the Fisher table has only "
             f"{', '.join(splits(table))}; profile both: "
             "`fisher-mi profile MODEL --data SPEC --splits private,public`"
         )
+    if fisher is None and len(present) == 1:
+        return present[0]
+    wanted = fisher if fisher is not None else preferred_estimator(split)
+    if wanted not in present:
+        raise ConfigError(
+            f"rule {rule!r} reads split {split!r} with the {wanted} Fisher, but its rows use "
+            f"{', '.join(present)}; pass fisher=ESTIMATOR (one of those) or profile it again"
+        )
+    return wanted
+
+
+def split_values(
+    table: pd.DataFrame, split: str, column: str, *, rule: str, fisher: str | None = None
+) -> np.ndarray:
+    """``column`` of ``split`` in depth order, as float64, of the one estimator
+    ``split_estimator`` chooses; refuse a missing split."""
+    estimator = split_estimator(table, split, rule=rule, fisher=fisher)
+    rows = table[(table["split"] == split) & (table["fisher"] == estimator)]
     return rows.sort_values("depth")[column].to_numpy(dtype=np.float64)
 
 
