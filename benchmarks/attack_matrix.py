@@ -1,9 +1,10 @@
 """Recorded attack run: gmi, kedmi, plgmi and gmi+lomma against an undefended and a TL-DMI
 target, on one dataset, through the ``fisher-mi`` command line, resumable step by step.
 
-Each step is one ``fisher-mi`` command writing one folder under ``--root``. A folder with a
-``manifest.json`` is a finished step and is skipped; a folder with a checkpoint (``train``,
-``train-gan``: ``checkpoint.pt``; ``attack``: ``batches/``) is continued with ``--resume``;
+Each step is one ``fisher-mi`` command writing one folder under ``--root``. A folder whose
+``manifest.json`` records a complete run is a finished step and is skipped; a folder with a
+checkpoint (``train``, ``train-gan``: ``checkpoint.pt``; ``attack``: ``batches/``) is
+continued with ``--resume``;
 anything else is run from the start. So an interrupted run is resumed by running the same
 command again. Wall-clock seconds per step go to ``ROOT/times.csv`` and each command's output
 to ``ROOT/logs/<step>.log``.
@@ -180,9 +181,19 @@ def _method_steps(spec: str, root: Path, setting: Setting, method: str, target: 
     return steps
 
 
+def _finished(folder: Path) -> bool:
+    """The folder's manifest records a complete run (a run writes one with ``complete``
+    false when it starts, and rewrites it when it ends)."""
+    path = folder / "manifest.json"
+    if not path.is_file():
+        return False
+    runs = json.loads(path.read_text()).get("runs", [])
+    return bool(runs) and bool(runs[-1].get("complete"))
+
+
 def _state(folder: Path) -> str:
     """``done``, ``resume`` or ``new``, by the rules in the module docstring."""
-    if (folder / "manifest.json").is_file():
+    if _finished(folder):
         return "done"
     if (folder / "checkpoint.pt").is_file() or (folder / "batches").is_dir():
         return "resume"
@@ -243,7 +254,7 @@ def _attack_rows(root: Path) -> list[str]:
     for method in METHODS:
         for target in TARGETS:
             path = root / "attacks" / f"{target}-{method}" / "metrics.json"
-            if not (path.parent / "manifest.json").is_file():
+            if not _finished(path.parent):
                 continue
             m = json.loads(path.read_text())
             prior = m["baselines"]["prior_only"]
