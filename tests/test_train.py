@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from fisher_mi.models import build_model, load_model
 from fisher_mi.plan import FreezePlan, prefix_plan
 from fisher_mi.training import (
     COLUMNS,
+    HEAD_EPOCHS,
     TrainConfig,
     load_init,
     split_validation,
@@ -431,6 +433,13 @@ def test_cli_train_pretrains_plans_by_rule_and_writes_its_outputs(tmp_path: Path
     assert plan.rule == "mass"
     meta = load_checkpoint(out / "model.pt")["meta"]
     assert meta["plan"]["cutoff"] == plan.cutoff
+    record = json.loads((out / "fisher.json").read_text())
+    made = {"pretrained_on": "digits", "role": "target", "init": None}
+    assert record["model_provenance"] == made
+    head = record["head_fit"]  # the default head fit, cut short by --max-steps 2
+    assert (head["epochs"], head["lr"]) == (HEAD_EPOCHS, 0.01)
+    assert head["train_samples"] + head["holdout_samples"] == 723
+    assert 0 <= head["holdout_accuracy"] <= 1
     code, stdout, stderr = run_cli([*argv, "--resume"])  # a finished run resumes to itself
     assert code == 0, stderr
 
@@ -440,6 +449,8 @@ CLI_ERRORS = [
     ("cutoff-too-deep", ["--cutoff", 7], "cutoff must be"),
     ("nothing-to-resume", ["--resume"], "nothing to resume"),
     ("init-partial-match", ["--init", "init.pt"], "--init-partial"),
+    ("head-epochs-without-public", ["--head-epochs", 2], "--head-epochs trains the fresh head"),
+    ("head-lr-without-public", ["--head-lr", 0.1], "--head-lr trains the fresh head"),
 ]
 
 

@@ -19,7 +19,9 @@ from fisher_mi.cli.options import (
     add_data_option,
     add_group,
     add_out_option,
+    non_negative_int,
     positive_int,
+    real_number,
     train_config,
     values,
 )
@@ -28,16 +30,26 @@ from fisher_mi.distributed import init_from_environment, is_main_process
 from fisher_mi.errors import ConfigError
 from fisher_mi.io import load_checkpoint
 from fisher_mi.models import arch_of, build_model, load_model
-from fisher_mi.plan import BN_STATS, RULES, FreezePlan, parse_params, training_plan
+from fisher_mi.plan import (
+    BN_STATS,
+    MODEL_PROVENANCE,
+    RULES,
+    FreezePlan,
+    parse_params,
+    training_plan,
+)
 from fisher_mi.rundir import check_listed, sha256
 from fisher_mi.training import (
     CHECKPOINT,
+    HEAD_EPOCHS,
     ROLES,
     Distillation,
+    HeadFit,
     Objective,
     Provenance,
     TrainConfig,
     build_surrogate,
+    fit_head,
     load_init,
     pretrain_public,
     train,
@@ -61,6 +73,8 @@ SURROGATE_REFUSES = (
     ("rule", "--rule"),
     ("cutoff", "--cutoff"),
     ("param", "--param"),
+    ("head_epochs", "--head-epochs"),
+    ("head_lr", "--head-lr"),
 )
 
 
@@ -93,6 +107,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--pretrain-epochs", type=positive_int, default=None, help="default: --epochs"
+    )
+    parser.add_argument(
+        "--head-epochs",
+        type=non_negative_int,
+        default=None,
+        help="after --public pre-training, train the fresh head alone this many epochs on the "
+        "private training part (the validation hold-out left out) before the model is "
+        f"profiled, planned and fine-tuned; 0 keeps the head as initialised (default: "
+        f"{HEAD_EPOCHS})",
+    )
+    parser.add_argument(
+        "--head-lr",
+        type=real_number,
+        default=None,
+        help="learning rate of --head-epochs (default: --lr)",
     )
     parser.add_argument(
         "--init",
@@ -143,6 +172,7 @@ def _plan(
     model: torch.nn.Module,
     private: torch.utils.data.Dataset,
     config: TrainConfig,
+    head: HeadFit | None,
 ) -> tuple[FreezePlan | None, list[Path]]:
     """The plan from --plan, --rule (profiling the model first) or --cutoff; the files written."""
     datasets = None
@@ -169,7 +199,17 @@ def _plan(
     )
     if run is None:
         return plan, []
-    record = {"command": "train --rule", "arch": args.arch, "data": args.data}
+    record = {
+        "command": "train --rule",
+        "arch": args.arch,
+        "data": args.data,
+        MODEL_PROVENANCE: {
+            "pretrained_on": args.public,
+            "role": args.role,
+            "init": _text(args.init),
+        },
+        "head_fit": head.to_dict() if head is not None else None,
+    }
     written = write_run(run, args.out, record)
     if plan is not None:
         say(plan.summary())
@@ -215,6 +255,36 @@ class Stage:
     measure: str  # what the validation accuracy is: "accuracy", "agreement with the teacher"
 
 
+def _fit_head(
+    args: argparse.Namespace,
+    model: torch.nn.Module,
+    private: torch.utils.data.Dataset,
+    config: TrainConfig,
+) -> HeadFit | None:
+    """Train the fresh head alone after --public pre-training (``fit_head``); None without
+    --public, where the head is not fresh (from scratch, or loaded by --init)."""
+    if not args.public:
+        given = [flag for flag in ("head_epochs", "head_lr") if getattr(args, flag) is not None]
+        if given:
+            raise ConfigError(
+                f"--{given[0].replace('_', '-')} trains the fresh head after --public "
+                "pre-training; pass --public SPEC or drop it"
+            )
+        return None
+    epochs = HEAD_EPOCHS if args.head_epochs is None else args.head_epochs
+    if epochs == 0:
+        return HeadFit(epochs=0)
+    say(f"fitting the new head alone for {epochs} epochs on the private training part")
+    fitted = fit_head(
+        model, private, config=config, epochs=epochs, lr=args.head_lr, progress=is_main_process()
+    )
+    say(
+        f"head fitted: train accuracy {percent(fitted.train_accuracy)}, hold-out accuracy "
+        f"{percent(fitted.holdout_accuracy)} ({fitted.holdout_samples} images, not trained on)"
+    )
+    return fitted
+
+
 def _check_role(args: argparse.Namespace) -> None:
     """--teacher goes with --role surrogate, both ways; a surrogate takes no plan sources."""
     if args.teacher is not None and args.role != "surrogate":
@@ -252,7 +322,8 @@ def _classifier(args: argparse.Namespace, config: TrainConfig) -> Stage:
     written: list[Path] = []
     if args.public:
         model, written = _pretrain(args, model, config, private_classes)
-    plan, profiled = _plan(args, model, private, config)
+    head = _fit_head(args, model, private, config)
+    plan, profiled = _plan(args, model, private, config, head)
     provenance = Provenance(
         data=args.data,
         public=args.public,

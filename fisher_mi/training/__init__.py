@@ -10,9 +10,10 @@ validation hold-out), ``init`` (``load_init``), ``epoch`` (one epoch and its mea
 ``norm_stats`` (BatchNorm statistics recomputed for the weights reached), ``selection``
 (which epoch is kept, and why), ``provenance`` (what a model was trained on and for),
 ``state`` (checkpoints and outputs), ``resume`` (reading a checkpoint back and checking it is
-the same run), ``loop`` (``train``), ``transfer`` (head swap and public pre-training),
-``objective`` (the loss plug-in the loop calls: ``CrossEntropy``), ``distill`` (LOMMA's
-surrogates: ``Distillation``, ``build_surrogate``).
+the same run), ``loop`` (``train``), ``transfer`` (head swap, public pre-training, and
+``fit_head``: the new head trained alone before the model is profiled), ``objective`` (the
+loss plug-in the loop calls: ``CrossEntropy``), ``distill`` (LOMMA's surrogates:
+``Distillation``, ``build_surrogate``).
 """
 
 from fisher_mi.training.config import OPTIMIZERS, SCHEDULES, TrainConfig
@@ -23,11 +24,20 @@ from fisher_mi.training.objective import BatchLoss, CrossEntropy, Objective
 from fisher_mi.training.provenance import ROLES, Provenance
 from fisher_mi.training.split import split_validation
 from fisher_mi.training.state import CHECKPOINT, COLUMNS, HISTORY, MODEL, PLAN
-from fisher_mi.training.transfer import head_prefix, pretrain_public, with_new_head
+from fisher_mi.training.transfer import (
+    HEAD_EPOCHS,
+    HeadFit,
+    fit_head,
+    head_plan,
+    head_prefix,
+    pretrain_public,
+    with_new_head,
+)
 
 __all__ = [
     "CHECKPOINT",
     "COLUMNS",
+    "HEAD_EPOCHS",
     "HISTORY",
     "MODEL",
     "OPTIMIZERS",
@@ -37,12 +47,15 @@ __all__ = [
     "BatchLoss",
     "CrossEntropy",
     "Distillation",
+    "HeadFit",
     "Objective",
     "Provenance",
     "TrainConfig",
     "TrainResult",
     "build_surrogate",
     "distillation_loss",
+    "fit_head",
+    "head_plan",
     "head_prefix",
     "load_init",
     "pretrain_public",
