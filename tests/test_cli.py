@@ -27,7 +27,7 @@ from fisher_mi.cli import main
 from fisher_mi.data import find_shared_data, shared_data_skip_reason
 from fisher_mi.errors import CheckpointError
 from fisher_mi.io import read_table
-from fisher_mi.models import build_model, load_model, named_layers, save_model
+from fisher_mi.models import build_model, named_layers, save_model
 from tests.error_cases import ErrorCase, params
 
 # The public table contract written out, not imported: a check against the package's own
@@ -348,39 +348,6 @@ def test_also_without_equals_is_a_usage_error(
 def test_debug_raises_instead(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="does not exist"):
         main(["--debug", "profile", str(tmp_path / "nothing.pt"), "--data", "digits"])
-
-
-# ---------------------------------------------------------------------------- demo
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Run:
-    out = tmp_path_factory.mktemp("demo") / "out"
-    argv = ["demo", "--data", "digits", "--epochs", 1, "--max-samples", 32, "--out", out]
-    return run_main(argv, out)
-
-
-def test_demo_succeeds(demo: Run) -> None:
-    assert demo.code == 0, demo.stderr
-
-
-def test_demo_writes_its_files(demo: Run) -> None:
-    names = {p.name for p in demo.out.iterdir()}
-    assert names == {"model.pt", "fisher.csv", "fisher.json", "fisher.png", "manifest.json"}
-
-
-def test_demo_model_loads_with_its_accuracy(demo: Run) -> None:
-    model = load_model(demo.out / "model.pt")
-    assert model(torch.zeros(2, *model.input_shape))[1].shape == (2, 5)
-    meta = torch.load(demo.out / "model.pt", weights_only=True)["meta"]
-    assert 0.0 <= meta["private_test_accuracy"] <= 1.0
-
-
-def test_demo_profiles_private_and_public(demo: Run) -> None:
-    table = read_csv(demo.out / "fisher.csv")
-    assert list(table.columns) == COLUMNS
-    assert set(table["split"]) == {"private", "public"}
-    assert set(table["n_samples"]) == {32}
 
 
 # ---------------------------------------------------------------------------- processes

@@ -82,7 +82,8 @@ VALID: dict[str, Callable[[Path], list[str]]] = {
         "--batch-size",
         "8",
     ],
-    "demo": lambda t: ["--data", "digits", "--epochs", "1", "--max-samples", "4"],
+    "demo": lambda t: ["--data", "digits", "--quick"],
+    "report": lambda t: [str(t / "run")],
     "attack": lambda t: [
         "--target",
         str(_model(t)),
@@ -297,9 +298,9 @@ def test_worker_error_is_its_own_one_line_message(tmp_path: Path) -> None:
     assert "DataLoader" not in stderr and "Original Traceback" not in stderr
 
 
-def test_demo_on_data_from_disk_says_it_runs_on_bundled_data(tmp_path: Path) -> None:
+def test_demo_on_data_it_has_no_setting_for_is_one_line(tmp_path: Path) -> None:
     code, stderr = run(["demo", "--data", "folder:/x", "--out", str(tmp_path / "out")])
-    _assert_one_line(code, stderr, "bundled data", "'folder:/x'")
+    _assert_one_line(code, stderr, "no setting for", "'folder:/x'", "mnist")
 
 
 def test_operating_system_error_is_one_line(

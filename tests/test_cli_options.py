@@ -45,7 +45,7 @@ def test_every_train_config_field_has_a_flag() -> None:
 
 def test_commands_that_profile_take_the_same_fisher_options() -> None:
     fisher = {o.dest for o in FISHER_OPTIONS}
-    assert fisher <= _dests("profile") and fisher <= _dests("demo")
+    assert fisher <= _dests("profile")
     # train --rule profiles at the training batch size and plans every layer
     assert fisher - {"batch_size", "trainable_only"} <= _dests("train")
 

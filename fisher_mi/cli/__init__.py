@@ -3,7 +3,7 @@
 ``commands`` (the registry), ``options`` (option groups shared by the commands), ``common``
 (what several commands do alike), ``main`` (parser, checks before work, run folders, errors),
 and one module per subcommand: ``profile``, ``plan``, ``train``, ``attack``, ``evaluate``,
-``demo``, ``sweep``.
+``demo``, ``report``, ``sweep``.
 """
 
 from fisher_mi.cli import (  # noqa: F401  (importing registers the commands)
@@ -12,6 +12,7 @@ from fisher_mi.cli import (  # noqa: F401  (importing registers the commands)
     evaluate,
     plan,
     profile,
+    report,
     sweep,
     train,
     train_gan,

@@ -5,7 +5,19 @@ fisher_mi``: a notebook keeps its own (inline) backend, and figures are drawn wi
 API (``matplotlib.figure.Figure``), which needs no backend at all.
 """
 
+from fisher_mi.report.build import INCONCLUSIVE, REPORT, build_report, report_outputs
 from fisher_mi.report.figures import plot_fisher_profile, plot_freeze_plan
 from fisher_mi.report.profile import write_profile
+from fisher_mi.report.runs import Runs, read_runs
 
-__all__ = ["plot_fisher_profile", "plot_freeze_plan", "write_profile"]
+__all__ = [
+    "INCONCLUSIVE",
+    "REPORT",
+    "Runs",
+    "build_report",
+    "plot_fisher_profile",
+    "plot_freeze_plan",
+    "read_runs",
+    "report_outputs",
+    "write_profile",
+]

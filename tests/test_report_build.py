@@ -1,0 +1,120 @@
+"""``build_report`` on hand-written runs: the undefended-against-TL comparison (inconclusive
+when the undefended attack beats neither chance nor its prior), refusal of mixed protocols,
+and the numbers it prints."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import torch
+
+from fisher_mi.errors import ConfigError
+from fisher_mi.evaluate import protocol_hash
+from fisher_mi.evaluate.scoring import BEATS_PRIOR
+from fisher_mi.evaluate.scoring import INCONCLUSIVE as NO_VERDICT
+from fisher_mi.io import write_table
+from fisher_mi.models import build_model, save_model
+from fisher_mi.report import INCONCLUSIVE, build_report
+from fisher_mi.rundir import sha256
+
+
+def _model(folder: Path, *, seed: int, pretrained_on: str | None) -> str:
+    torch.manual_seed(seed)
+    save_model(
+        build_model("mcnn", num_classes=5),
+        folder / "model.pt",
+        meta={"role": "target", "pretrained_on": pretrained_on},
+    )
+    history = pd.DataFrame(
+        {"epoch": [1, 2], "validation_accuracy": [0.8, 0.9], "test_accuracy": [0.75, 0.85],
+         "kept": [False, True]}
+    )  # fmt: skip
+    write_table(folder / "history.csv", history)
+    return sha256(folder / "model.pt")
+
+
+def _metrics(model_sha: str, top1: float, *, beats: bool, iterations: int = 50) -> dict[str, Any]:
+    protocol = {
+        "method": "gmi",
+        "identities": [0, 1, 2, 3, 4],
+        "per_identity": 20,
+        "seed": 0,
+        "iterations": iterations,
+        "batch_size": 64,
+        "target": {"path": "elsewhere/model.pt", "sha256": model_sha},
+    }
+    return {
+        "top1": {"per_draw": [top1], "mean": top1, "std": None},
+        "top5": None,
+        "knn_sq_mean": 12.5,
+        "natural_accuracy": 0.85,
+        "baselines": {
+            "chance": {"top1": 0.2, "top5": None},
+            "prior_only": {"top1": {"mean": 0.2}, "top5": None, "knn_sq_mean": 20.0},
+            "verdict": BEATS_PRIOR if beats else NO_VERDICT,
+        },
+        "significance": {"p_value": 1e-6 if beats else 0.4},
+        "evaluator": {"arch": "scnn", "accuracy_private_test": 0.9, "accuracy_private_train": 1.0},
+        "protocol": protocol,
+        "protocol_hash": protocol_hash(protocol),
+    }
+
+
+def _runs(root: Path, *, beats: bool, tl_iterations: int = 50) -> Path:
+    plain = _model(root / "scratch", seed=0, pretrained_on=None)
+    tl = _model(root / "tl", seed=1, pretrained_on="digits")
+    for name, sha, top1, iterations in (
+        ("scratch-gmi", plain, 0.9, 50),
+        ("tl-gmi", tl, 0.6, tl_iterations),
+    ):
+        folder = root / "attacks" / name
+        folder.mkdir(parents=True)
+        metrics = _metrics(sha, top1, beats=beats, iterations=iterations)
+        (folder / "metrics.json").write_text(json.dumps(metrics))
+    return root
+
+
+def _comparison(report: str) -> str:
+    section = report.split("## Undefended against TL-DMI")[1]
+    return next(line for line in section.splitlines() if line.startswith("| gmi"))
+
+
+def test_a_conclusive_comparison_states_the_change(tmp_path: Path) -> None:
+    build_report([_runs(tmp_path, beats=True)])
+    row = _comparison((tmp_path / "report.md").read_text())
+    assert "| `scratch` | 0.900000 | `tl` | 0.600000 |" in row
+    assert "TL-DMI changes top-1 by -0.300000" in row
+
+
+def test_an_undefended_attack_at_its_baselines_makes_it_inconclusive(tmp_path: Path) -> None:
+    build_report([_runs(tmp_path, beats=False)])
+    assert INCONCLUSIVE in _comparison((tmp_path / "report.md").read_text())
+
+
+def test_mixed_protocols_are_refused_before_anything_is_written(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="differ in iterations"):
+        build_report([_runs(tmp_path, beats=True, tl_iterations=99)])
+    assert not (tmp_path / "report.md").exists()
+
+
+def test_the_attack_table_prints_the_saved_numbers(tmp_path: Path) -> None:
+    build_report([_runs(tmp_path, beats=True)])
+    report = (tmp_path / "report.md").read_text()
+    row = next(line for line in report.splitlines() if "`attacks/scratch-gmi`" in line)
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    assert cells[:10] == ["`scratch`", "`attacks/scratch-gmi`", "gmi", "0.850000", "0.900000",
+                          "n/a", "12.500000", "0.200000", "0.200000", "20.000000"]  # fmt: skip
+    model_row = next(line for line in report.splitlines() if line.startswith("| `tl`"))
+    assert "| 2 | 2 | 0.900000 | 0.850000 |" in model_row  # epochs, kept epoch, accuracies
+
+
+def test_several_folders_need_an_out_and_empty_ones_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="--out"):
+        build_report([tmp_path, tmp_path])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match="hold no"):
+        build_report([tmp_path / "empty"])
