@@ -44,6 +44,7 @@ TINY = {
     "evaluator_arch": "scnn",
     "epochs": 1,
     "pretrain_epochs": 1,
+    "head_epochs": 1,
     "batch_size": 8,
     "max_steps": 1,
     "gan_steps": 1,
@@ -93,6 +94,7 @@ def resumed(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
     argv = ["sweep", "--data", data, "--cutoffs", "0,4", "--arch", "mcnn"]
     argv += ["--evaluator-arch", "scnn", "--epochs", "1", "--pretrain-epochs", "1"]
+    argv += ["--head-epochs", "1"]
     argv += ["--batch-size", "8", "--max-steps", "1", "--steps", "1", "--iters", "1"]
     argv += ["--per-id", "1", "--profile-samples", "8", "--out", str(out)]
     stderr = io.StringIO()
@@ -203,5 +205,5 @@ def test_shared_stages_are_split_by_the_rank_outside_solo(
     config = SweepConfig(data="digits", cutoffs=(0,), seeds=(0, 1))
     with pytest.raises(_Stop):
         run_sweep(config, tmp_path / "sweep")
-    # jobs: [evaluator], [gan/gmi], [seed-0 pretrain, rules], [seed-1 pretrain, rules]
-    assert seen == ["gan/gmi", "seed-1/pretrain", "seed-1/rules"]
+    # jobs: [evaluator], [gan/gmi], [seed-0 pretrain, head, rules], [seed-1 ...]
+    assert seen == ["gan/gmi", "seed-1/pretrain", "seed-1/head", "seed-1/rules"]

@@ -38,6 +38,7 @@ DESCRIPTION = (
 TUNING = {
     "--epochs": ("epochs", positive_int),
     "--pretrain-epochs": ("pretrain_epochs", positive_int),
+    "--head-epochs": ("head_epochs", non_negative_int),
     "--batch-size": ("batch_size", positive_int),
     "--lr": ("lr", real_number),
     "--max-steps": ("max_steps", positive_int),

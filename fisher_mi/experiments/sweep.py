@@ -2,9 +2,10 @@
 model; and where each planner rule lands.
 
 Per seed: one public pre-training (every layer, the public head), then a TL model at each
-cutoff (the pre-trained weights with a fresh head for the private classes, seeded by the seed
-so every cutoff of a seed starts from the same head, the first ``cutoff`` layers frozen, the
-rest fine-tuned on the private data) and the undefended model (the same architecture trained
+cutoff (the pre-trained weights with a new head for the private classes, seeded by the seed
+and fitted alone on the private training part as ``train --public`` does, so every cutoff of a
+seed starts from the same model; the first ``cutoff`` layers frozen, the rest fine-tuned on
+the private data) and the undefended model (the same architecture trained
 from scratch on the private data). One evaluator (another architecture, seed 0) and one
 ``gmi`` prior (trained on the public data, seed 0) serve the whole sweep; a ``kedmi`` prior,
 when asked, is trained per model with the same settings and seed. Every model is attacked with
@@ -15,7 +16,7 @@ settings and inputs, resumed from its own checkpoint when interrupted. ``sweep.c
 rows of a (cutoff, seed) unit as soon as the unit is done (rewritten atomically), and a unit
 whose rows are there is not visited again, so an interrupted sweep resumes where it stopped.
 
-Where the rules land: per seed, the pre-trained model (with the seed's fresh head) is profiled
+Where the rules land: per seed, the pre-trained model (with the seed's fitted head) is profiled
 on the private training data with the empirical Fisher (rules ``mass``/``auto``, ``knee``,
 ``rgn``), and on the private and the public data with the true Fisher for ``ratio``, which
 divides one split by the other and so needs one estimator for both (labels drawn from the
@@ -56,9 +57,19 @@ from fisher_mi.experiments.steps import Step, run_steps
 from fisher_mi.experiments.sweep_stats import auto_verdict
 from fisher_mi.fisher import profile_splits
 from fisher_mi.io import read_table, write_json, write_table
-from fisher_mi.models import build_model, load_model
+from fisher_mi.models import build_model, load_model, save_model
 from fisher_mi.plan import block_starts, parse_cutoffs, plan_freeze, prefix_plan, snap_to_block
-from fisher_mi.training import CHECKPOINT, MODEL, Provenance, TrainConfig, train, with_new_head
+from fisher_mi.training import (
+    CHECKPOINT,
+    HEAD_EPOCHS,
+    MODEL,
+    HeadFit,
+    Provenance,
+    TrainConfig,
+    fit_head,
+    train,
+    with_new_head,
+)
 
 # TL-DMI's hand-set cutoffs train 28.5% of IR-152's parameters (issue 11; Ho et al., CVPR 2024).
 PAPER_TRAINABLE_FRACTION = 0.285
@@ -82,7 +93,7 @@ SWEEP_CSV, HITS_CSV, SWEEP_JSON, SETTINGS_JSON = (
     "sweep.json",
     "settings.json",
 )
-RULES_JSON = "rules.json"
+RULES_JSON, HEAD_JSON = "rules.json", "head.json"
 SWEEP_PNG = "sweep.png"  # drawn by fisher_mi.report.plot_sweep (report comes after experiments)
 # (target, evaluator) architectures by input size, as the README recommends
 DEFAULT_ARCHS = {32: ("mcnn", "scnn"), 64: ("vgg_small", "resnet18")}
@@ -105,7 +116,8 @@ class SweepConfig:
         arch: the targets' architecture (default by image size: mcnn at 32 px, vgg_small at 64).
         evaluator_arch: another architecture (default: scnn at 32 px, resnet18 at 64).
         public: the public data spec (default: ``data``).
-        epochs: fine-tuning and from-scratch epochs; ``pretrain_epochs`` for the public stage.
+        epochs: fine-tuning and from-scratch epochs; ``pretrain_epochs`` for the public stage,
+            ``head_epochs`` for the new head fitted alone after it (``fit_head``).
         batch_size: images per step of every training and of the priors.
         lr, max_steps: training options (SGD, cosine schedule).
         gan_steps: generator steps of each prior (None: the ``cpu`` preset's length).
@@ -124,6 +136,7 @@ class SweepConfig:
     public: str | None = None
     epochs: int = 10
     pretrain_epochs: int = 10
+    head_epochs: int = HEAD_EPOCHS
     batch_size: int = 64
     lr: float = 0.01
     max_steps: int | None = None
@@ -150,6 +163,7 @@ class SweepConfig:
 QUICK = {
     "epochs": 3,
     "pretrain_epochs": 3,
+    "head_epochs": 2,
     "gan_steps": 100,
     "iterations": 100,
     "per_identity": 2,
@@ -324,12 +338,33 @@ class Sweep:
         name = f"seed-{seed}/pretrain"
         return Step(name, self.out / name, self._record(config, public=self.public_spec), run)
 
+    def head_step(self, seed: int) -> Step:
+        """The seed's pre-trained model with a new head for the private classes, fitted alone
+        (``fit_head``) on the private training part: the start of every TL model of the seed
+        and the model the rules profile (``train --public`` does the same)."""
+        config = self._train_config(seed, self.config.epochs)
+        name = f"seed-{seed}/head"
+
+        def run(folder: Path, resume: bool) -> list[Path]:
+            model = load_model(self.out / f"seed-{seed}" / "pretrain" / MODEL)
+            torch.manual_seed(seed)  # the new head's initial weights
+            model = with_new_head(model, self.classes)
+            epochs = self.config.head_epochs  # 0: the head stays as initialised
+            fitted = (
+                fit_head(model, self.private, config=config, epochs=epochs)
+                if epochs
+                else HeadFit(epochs=0)
+            )
+            meta = {"data": self.config.data, "pretrained_on": self.public_spec}
+            save_model(model, folder / MODEL, meta={**meta, "head_fit": fitted.to_dict()})
+            return [folder / MODEL, write_json(folder / HEAD_JSON, fitted.to_dict())]
+
+        record = self._record(config, head_epochs=self.config.head_epochs)
+        return Step(name, self.out / name, record, run, (f"seed-{seed}/pretrain",))
+
     def pretrained(self, seed: int) -> nn.Module:
-        """The seed's pre-trained model with its fresh head for the private classes (the same
-        head for every cutoff of the seed: drawn right after seeding with the seed)."""
-        model = load_model(self.out / f"seed-{seed}" / "pretrain" / MODEL)
-        torch.manual_seed(seed)
-        return with_new_head(model, self.classes)
+        """The seed's pre-trained model with its fitted head (``head_step``)."""
+        return load_model(self.out / f"seed-{seed}" / "head" / MODEL)
 
     def rules_step(self, seed: int) -> Step:
         """Profile the seed's pre-trained model and record where each rule lands."""
@@ -385,16 +420,19 @@ class Sweep:
 
     def shared_steps(self) -> list[list[Step]]:
         """The stages every unit reads, in jobs (one rank each): the evaluator, the gmi prior,
-        and per seed its pre-training then its rules."""
+        and per seed its pre-training, fitted head and rules."""
         jobs = [[self.evaluator_step()], [self.gan_step("gmi")]]
-        return jobs + [[self.pretrain_step(s), self.rules_step(s)] for s in self.config.seeds]
+        return jobs + [
+            [self.pretrain_step(s), self.head_step(s), self.rules_step(s)]
+            for s in self.config.seeds
+        ]
 
     # ---------------------------------------------------------------- per unit
 
     def model_step(self, unit: Unit) -> Step:
         """The unit's target: from scratch, or TL at its cutoff."""
         config = self._train_config(unit.seed, self.config.epochs)
-        pretrain = f"seed-{unit.seed}/pretrain"
+        head = f"seed-{unit.seed}/head"
 
         def run(folder: Path, resume: bool) -> list[Path]:
             if unit.cutoff is None:
@@ -412,7 +450,7 @@ class Sweep:
             )
 
         record = self._record(config, cutoff=unit.cutoff, public=self.public_spec)
-        inputs = () if unit.cutoff is None else (pretrain,)
+        inputs = () if unit.cutoff is None else (head,)
         return Step(unit.name, self.out / unit.name, record, run, inputs)
 
     def attack_step(self, unit: Unit, method: str) -> Step:
@@ -460,8 +498,8 @@ class Sweep:
 
     def unit_steps(self, unit: Unit) -> list[Step]:
         """Everything one unit needs, in order (shared stages are reused)."""
-        steps = [self.evaluator_step(), self.gan_step("gmi"), self.pretrain_step(unit.seed)]
-        steps.append(self.model_step(unit))
+        steps = [self.evaluator_step(), self.gan_step("gmi")]
+        steps += [self.pretrain_step(unit.seed), self.head_step(unit.seed), self.model_step(unit)]
         for method in self.config.attacks:
             if method != "gmi":
                 steps.append(self.gan_step(method, unit))
