@@ -44,9 +44,11 @@ from fisher_mi.plan import DEFAULT_RULE, training_plan
 from fisher_mi.rundir import RunFolder, check_listed, sha256
 from fisher_mi.training import (
     CHECKPOINT,
+    HEAD_EPOCHS,
     MODEL,
     Provenance,
     TrainConfig,
+    fit_head,
     pretrain_public,
     train,
     with_new_head,
@@ -55,6 +57,10 @@ from fisher_mi.training import (
 TARGETS = ("scratch", "tl")
 METHODS = ("gmi", "kedmi", "plgmi", "gmi+lomma")
 MIN_RECONSTRUCTIONS = 100  # per attack: the MI-task Fisher rests on at least this many
+# latents optimised at once: a small run's reconstructions in one batch, since batching spreads
+# each iteration's fixed cost (benchmarks/RESULTS.md, "one at a time / batched": a batch of 32
+# or 128 units ran 2-4x faster than the same units one at a time)
+MAX_ATTACK_BATCH = 128
 SCALE_NOTE = "demo scale, not the reference"
 DEMO_RECORD = "demo.json"  # the demo's settings, beside report.md
 
@@ -67,6 +73,8 @@ class DemoScale:
         pretrain_epochs: public pre-training epochs.
         epochs: epochs of each target (scratch, and the TL fine-tuning) and of the evaluator.
         max_steps: optimiser steps of each classifier at most (None: the epochs decide).
+        head_epochs: epochs of the TL target's fresh head trained alone before the pre-trained
+            model is profiled and planned (``fit_head``).
         gan_steps: generator steps of every GAN prior (``cpu`` preset networks).
         iterations: attack optimiser steps, the same for every method.
         methods: the attacks run against both targets.
@@ -77,6 +85,7 @@ class DemoScale:
     pretrain_epochs: int
     epochs: int
     max_steps: int | None
+    head_epochs: int
     gan_steps: int
     iterations: int
     methods: tuple[str, ...]
@@ -89,6 +98,7 @@ SCALES = {
         pretrain_epochs=1,
         epochs=1,
         max_steps=10,
+        head_epochs=1,
         gan_steps=20,
         iterations=20,
         methods=("gmi",),
@@ -100,6 +110,7 @@ SCALES = {
         pretrain_epochs=2,
         epochs=3,
         max_steps=None,
+        head_epochs=2,
         gan_steps=150,
         iterations=150,
         methods=("gmi",),
@@ -112,6 +123,7 @@ SCALES = {
         pretrain_epochs=3,
         epochs=5,
         max_steps=None,
+        head_epochs=HEAD_EPOCHS,
         gan_steps=400,
         iterations=600,
         methods=METHODS,
@@ -269,13 +281,15 @@ def write_profile_tables(run: ProfileRun, folder: Path, record: dict[str, Any]) 
 
 
 def _tl_step(demo: DemoConfig, root: Path, folder: Path, resume: bool) -> list[Path]:
-    """(3) the pre-trained model with a fresh private head, profiled on private and public
-    and planned by the default rule (``training_plan``); (4) fine-tuned under that plan."""
+    """(3) the pre-trained model with a fresh private head, the head fitted alone
+    (``fit_head``), profiled on private and public and planned by the default rule
+    (``training_plan``); (4) fine-tuned under that plan."""
     torch.manual_seed(demo.seed)  # the fresh head
     pretrained = _model(root / "public")
     model = with_new_head(pretrained, load_dataset(demo.data, "private").num_classes)
     private = _data(model, demo.data, "private")
     config = _train_config(demo, demo.lengths.epochs)
+    head = fit_head(model, private, config=config, epochs=demo.lengths.head_epochs)
     plan, run = training_plan(
         model,
         rule=DEFAULT_RULE,
@@ -285,7 +299,12 @@ def _tl_step(demo: DemoConfig, root: Path, folder: Path, resume: bool) -> list[P
         device=config.device,
         seed=config.seed,
     )
-    record = {"model": str(root / "public" / MODEL), "data": demo.data, "rule": DEFAULT_RULE}
+    record = {
+        "model": str(root / "public" / MODEL),
+        "data": demo.data,
+        "rule": DEFAULT_RULE,
+        "head_fit": head.to_dict(),
+    }
     profiled = write_profile_tables(run, folder, record) if run is not None else []
     result = train(
         model,
@@ -353,10 +372,12 @@ def _attack_step(
     if option == "lomma":
         public_mean = public_feature_mean(model, _data(model, demo.data, "public"))
     classes = load_dataset(demo.data, "private").num_classes
+    per_identity = math.ceil(MIN_RECONSTRUCTIONS / classes)
     settings.update(
         iterations=demo.lengths.iterations,
-        per_identity=math.ceil(MIN_RECONSTRUCTIONS / classes),
+        per_identity=per_identity,
         seed=demo.seed,
+        batch_size=min(per_identity * classes, MAX_ATTACK_BATCH),
     )
     attack = ATTACKS.get(kind)(model, gan, public_mean=public_mean, **settings)
     ids = list(range(classes))
@@ -421,7 +442,8 @@ def demo_steps(demo: DemoConfig, root: Path) -> list[Step]:
         step("scratch", functools.partial(_classifier_step, demo, setting.arch, "target"),
              arch=setting.arch, **trained),
         step("tl", functools.partial(_tl_step, demo, root), ["public"], rule=DEFAULT_RULE,
-             profile_samples=lengths.profile_samples, **trained),
+             profile_samples=lengths.profile_samples, head_epochs=lengths.head_epochs,
+             **trained),
         step("evaluator", functools.partial(_classifier_step, demo, setting.evaluator,
              "evaluator"), arch=setting.evaluator, **trained),
     ]  # fmt: skip

@@ -65,13 +65,16 @@ def _intro(runs: Runs) -> list[str]:
     if demo is None:
         return ["Every number below is read from the runs' saved files."]
     lengths, models = demo["lengths"], demo["models"]
+    capped = f", at most {lengths['max_steps']} steps" if lengths["max_steps"] else ""
     return [
         f"**Demo scale, not the reference.** Every number below comes from this run of "
         f"`fisher-mi demo` (scale `{demo['scale']}`: {lengths['why']}).",
         "",
         f"Data `{demo['data']}`; target `{models['arch']}`, evaluator `{models['evaluator']}`; "
-        f"seed {demo['seed']}; public pre-training {lengths['pretrain_epochs']} epochs, targets "
-        f"and evaluator {lengths['epochs']} epochs (Adam, lr {demo['lr']}); GAN priors "
+        f"seed {demo['seed']}; public pre-training {lengths['pretrain_epochs']} epochs; the TL "
+        f"target's new head fitted alone {lengths['head_epochs']} epochs before the "
+        f"pre-trained model is profiled and planned; targets and evaluator "
+        f"{lengths['epochs']} epochs (Adam, lr {demo['lr']}{capped}); GAN priors "
         f"{lengths['gan_steps']} generator steps (`cpu` preset networks); attacks "
         f"{lengths['iterations']} iterations, methods {', '.join(lengths['methods'])}; "
         f"Fisher profiles on at most {lengths['profile_samples']} samples per split.",
