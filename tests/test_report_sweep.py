@@ -36,7 +36,7 @@ def test_figure_holds_the_series() -> None:
     star = next(x for x in gmi.lines if x.get_marker() == "*")
     assert (list(star.get_xdata()), list(star.get_ydata())) == ([0.75], [0.91])
     texts = [t.get_text() for t in gmi.texts]
-    assert texts == ["0 (100%)\nknee 1/2", "2 (50%)\nauto, mass", "4 (20%)"]
+    assert texts == ["0 (100.0%)\nknee 1/2", "2 (50.0%)\nauto, mass", "4 (20.0%)"]
     assert len(kedmi.lines[0].get_xdata()) == 1
 
 

@@ -46,7 +46,7 @@ def _panel(ax: Axes, points: pd.DataFrame, attack: str) -> None:
         label="TL-DMI at a cutoff",
     )
     for _, point in tl.iterrows():
-        text = f"{point['cutoff']} ({point['trainable_fraction']:.0%})"
+        text = f"{point['cutoff']} ({point['trainable_fraction']:.1%})"
         if point["rules"]:
             text += f"\n{point['rules']}"
         ax.annotate(
