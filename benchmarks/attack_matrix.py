@@ -260,7 +260,8 @@ def _attack_rows(root: Path) -> list[str]:
             prior = m["baselines"]["prior_only"]
             sig = m["significance"]
             rows.append(
-                f"| {method} | {target} | {_percent(m['natural_accuracy'])} | "
+                f"| {method} | {target} | {m['protocol']['iterations']} | "
+                f"{_percent(m['natural_accuracy'])} | "
                 f"{_spread(m['top1'])} | {_spread(m['top5'])} | {m['knn_sq_mean']:.1f} | "
                 f"{m['frechet']['value']:.1f} | {_spread(prior['top1'])} | "
                 f"{prior['knn_sq_mean']:.1f} | {sig['hits']}/{sig['n']}, p = "
@@ -296,18 +297,18 @@ def summary(root: Path) -> str:
         "",
         f"- identities: {len(protocol['identities'])} (all private classes), "
         f"{protocol['per_identity']} draws each, seed {protocol['seed']}, batch "
-        f"{protocol['batch_size']}; iterations: each method's default (gmi and gmi+lomma "
-        "1500, kedmi 2400, plgmi 600); priors at the `cpu` preset (**not the reference**)",
+        f"{protocol['batch_size']}; iterations and learning rate: each method's default; "
+        "priors at the `cpu` preset (**not the reference**)",
         f"- evaluator: `{evaluator['arch']}`, {_percent(evaluator['accuracy_private_test'])} "
         f"on private-test, {_percent(evaluator['accuracy_private_train'])} on the private "
         "training images",
         f"- TL-DMI target: public pre-training, then `--rule auto`: {_tl_plan(root)}",
         f"- resize for the evaluator: {protocol['resize']}",
         "",
-        "| method | target | natural acc. | top-1 (mean ± std over draws) | top-5 | KNN dist.² "
-        "| Frechet (evaluator features) | prior alone top-1 | prior alone KNN² "
+        "| method | target | iterations | natural acc. | top-1 (mean ± std over draws) | top-5 "
+        "| KNN dist.² | Frechet (evaluator features) | prior alone top-1 | prior alone KNN² "
         "| hits vs chance (binomial) | attack vs its prior (Fisher exact) |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |",
         *_attack_rows(root),
         "",
         "| step | seconds |",
