@@ -1,4 +1,5 @@
-"""What several commands do alike: load data at a model's input shape, profile and write."""
+"""What several commands do alike: print, profile and write (``load_for``, data at a model's
+input shape, is ``fisher_mi.data.load_for``, imported here for the commands)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,8 @@ from typing import Any
 
 import pandas as pd
 from torch import nn
-from torch.utils.data import Dataset
 
-from fisher_mi.data import load_dataset
+from fisher_mi.data import load_for
 from fisher_mi.distributed import is_main_process, world_size
 from fisher_mi.fisher import ProfileRun, profile_splits, summary
 from fisher_mi.models import arch_of
@@ -33,12 +33,6 @@ def history_text(history: pd.DataFrame) -> str:
     ``history.csv``."""
     shown = history.drop(columns=["kept_because"], errors="ignore")
     return shown.to_string(index=False, float_format=lambda v: f"{v:.4g}")
-
-
-def load_for(model: nn.Module, spec: str, split: str) -> Dataset:
-    """A split of ``spec`` resized and converted to the model's input shape, when known."""
-    channels, size, _ = getattr(model, "input_shape", (None, None, None))
-    return load_dataset(spec, split, image_size=size, channels=channels)
 
 
 def arch_record(model: nn.Module) -> dict[str, Any] | None:

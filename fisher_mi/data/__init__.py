@@ -27,6 +27,7 @@ from fisher_mi.data.registry import (
     load_dataset,
     register_dataset,
 )
+from fisher_mi.data.shaped import load_for
 
 __all__ = [
     "DATASETS",
@@ -40,6 +41,7 @@ __all__ = [
     "find_shared_data",
     "image_to_tensor",
     "load_dataset",
+    "load_for",
     "open_image",
     "register_dataset",
     "shared_data_skip_reason",

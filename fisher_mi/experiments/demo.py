@@ -26,19 +26,19 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import Dataset, TensorDataset
+from torch.utils.data import TensorDataset
 
-from fisher_mi._version import versions
 from fisher_mi.attacks.folder import Scoring, prior_only_of, public_feature_mean, write_attack
 from fisher_mi.attacks.gan_training import GANTrainConfig, train_gan_run
 from fisher_mi.attacks.inversion import ATTACKS, LOMMA
 from fisher_mi.attacks.priors import load_gan
 from fisher_mi.attacks.runner import BATCHES, run_attack
-from fisher_mi.data import load_dataset
+from fisher_mi.data import load_dataset, load_for
 from fisher_mi.errors import ConfigError
 from fisher_mi.experiments.steps import Step, StepRecord, StepRun, run_steps
-from fisher_mi.fisher import ProfileRun, profile_splits
-from fisher_mi.io import load_checkpoint, write_json, write_table
+from fisher_mi.fisher import profile_splits
+from fisher_mi.fisher.write import write_profile_tables
+from fisher_mi.io import load_checkpoint, write_json
 from fisher_mi.models import build_model, load_model
 from fisher_mi.plan import DEFAULT_RULE, training_plan
 from fisher_mi.rundir import RunFolder, check_listed, sha256
@@ -201,12 +201,6 @@ class DemoConfig:
         }
 
 
-def _data(model: nn.Module, spec: str, split: str) -> Dataset:
-    """A split at the model's input shape (size and channels)."""
-    channels, size, _ = model.input_shape
-    return load_dataset(spec, split, image_size=size, channels=channels)
-
-
 def _model(folder: Path) -> nn.Module:
     return load_model(check_listed(folder / MODEL))
 
@@ -237,7 +231,7 @@ def _public_step(demo: DemoConfig, folder: Path, resume: bool) -> list[Path]:
     model = build_model(demo.setting.arch, num_classes=public_classes)
     _, result = pretrain_public(
         model,
-        _data(model, demo.data, "public"),
+        load_for(model, demo.data, "public"),
         num_classes=load_dataset(demo.data, "private").num_classes,
         config=_train_config(demo, demo.lengths.pretrain_epochs),
         provenance=Provenance(data=demo.data),
@@ -256,28 +250,15 @@ def _classifier_step(
     model = build_model(arch, num_classes=load_dataset(demo.data, "private").num_classes)
     result = train(
         model,
-        _data(model, demo.data, "private"),
+        load_for(model, demo.data, "private"),
         config=_train_config(demo, demo.lengths.epochs),
-        test=_data(model, demo.data, "private-test"),
+        test=load_for(model, demo.data, "private-test"),
         provenance=Provenance(data=demo.data, role=role),
         out=folder,
         resume=_resumable(folder, resume),
         progress=True,
     )
     return list(result.files.values())
-
-
-def write_profile_tables(run: ProfileRun, folder: Path, record: dict[str, Any]) -> list[Path]:
-    """``fisher.csv`` and ``fisher.json`` (what ran, samples and seconds per split); the
-    report draws the figure from the CSV."""
-    info = {
-        **record,
-        "splits": run.splits,
-        **{key: str(value) for key, value in run.options.items() if key != "progress"},
-        "seconds": round(run.seconds, 3),
-        "versions": versions(),
-    }
-    return [write_table(folder / "fisher.csv", run.table), write_json(folder / "fisher.json", info)]
 
 
 def _tl_step(demo: DemoConfig, root: Path, folder: Path, resume: bool) -> list[Path]:
@@ -287,13 +268,13 @@ def _tl_step(demo: DemoConfig, root: Path, folder: Path, resume: bool) -> list[P
     torch.manual_seed(demo.seed)  # the fresh head
     pretrained = _model(root / "public")
     model = with_new_head(pretrained, load_dataset(demo.data, "private").num_classes)
-    private = _data(model, demo.data, "private")
+    private = load_for(model, demo.data, "private")
     config = _train_config(demo, demo.lengths.epochs)
     head = fit_head(model, private, config=config, epochs=demo.lengths.head_epochs)
     plan, run = training_plan(
         model,
         rule=DEFAULT_RULE,
-        datasets={"private": private, "public": _data(model, demo.data, "public")},
+        datasets={"private": private, "public": load_for(model, demo.data, "public")},
         batch_size=config.batch_size,
         max_samples=demo.lengths.profile_samples,
         device=config.device,
@@ -305,12 +286,12 @@ def _tl_step(demo: DemoConfig, root: Path, folder: Path, resume: bool) -> list[P
         "rule": DEFAULT_RULE,
         "head_fit": head.to_dict(),
     }
-    profiled = write_profile_tables(run, folder, record) if run is not None else []
+    profiled = write_profile_tables(run, folder, record=record) if run is not None else {}
     result = train(
         model,
         private,
         config=config,
-        test=_data(model, demo.data, "private-test"),
+        test=load_for(model, demo.data, "private-test"),
         plan=plan,
         provenance=Provenance(
             data=demo.data, public=demo.data, role="target", pretrained_on=demo.data
@@ -319,7 +300,7 @@ def _tl_step(demo: DemoConfig, root: Path, folder: Path, resume: bool) -> list[P
         resume=_resumable(folder, resume),
         progress=True,
     )
-    return [*profiled, *result.files.values()]
+    return [*profiled.values(), *result.files.values()]
 
 
 def _prior_step(
@@ -337,7 +318,7 @@ def _prior_step(
         kind=kind, steps=demo.lengths.gan_steps, seed=demo.seed, device=demo.device
     )
     result = train_gan_run(
-        _data(shape_of, demo.data, "public"),
+        load_for(shape_of, demo.data, "public"),
         config=config,
         target=model,
         out=folder,
@@ -370,7 +351,7 @@ def _attack_step(
     settings: dict[str, Any] = {**(LOMMA if option == "lomma" else {})}
     public_mean = None
     if option == "lomma":
-        public_mean = public_feature_mean(model, _data(model, demo.data, "public"))
+        public_mean = public_feature_mean(model, load_for(model, demo.data, "public"))
     classes = load_dataset(demo.data, "private").num_classes
     per_identity = math.ceil(MIN_RECONSTRUCTIONS / classes)
     settings.update(
@@ -394,8 +375,8 @@ def _attack_step(
     evaluator = _model(root / "evaluator").to(device)
     scoring = Scoring(
         evaluator,
-        _data(evaluator, demo.data, "private"),
-        _data(model, demo.data, "private-test"),
+        load_for(evaluator, demo.data, "private"),
+        load_for(model, demo.data, "private-test"),
     )
     written = write_attack(
         folder, model, inversion, prior_only_of(attack, ids), protocol, scoring=scoring
@@ -412,7 +393,7 @@ def _fisher_step(demo: DemoConfig, target: str, root: Path, folder: Path, _: boo
     inverted = TensorDataset(saved["images"].float(), saved["identities"].long())
     run = profile_splits(
         model,
-        {"private": _data(model, demo.data, "private"), "inverted": inverted},
+        {"private": load_for(model, demo.data, "private"), "inverted": inverted},
         batch_size=demo.batch_size,
         max_samples=demo.lengths.profile_samples,
         device=demo.device,
@@ -424,7 +405,7 @@ def _fisher_step(demo: DemoConfig, target: str, root: Path, folder: Path, _: boo
         "inverted": str(attack / "inversions.pt"),
         "target": target,
     }
-    return write_profile_tables(run, folder, record)
+    return list(write_profile_tables(run, folder, record=record).values())
 
 
 def demo_steps(demo: DemoConfig, root: Path) -> list[Step]:
