@@ -25,32 +25,32 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
-from torch.utils.data import TensorDataset
 
-from fisher_mi.attacks.folder import Scoring, prior_only_of, public_feature_mean, write_attack
-from fisher_mi.attacks.gan_training import GANTrainConfig, train_gan_run
-from fisher_mi.attacks.inversion import ATTACKS, LOMMA
-from fisher_mi.attacks.priors import load_gan
-from fisher_mi.attacks.runner import BATCHES, run_attack
+from fisher_mi.attacks.gan_training import GANTrainConfig
 from fisher_mi.data import load_dataset, load_for
 from fisher_mi.errors import ConfigError
+from fisher_mi.experiments.stages import (
+    attack_step,
+    classifier_step,
+    fisher_step,
+    prior_step,
+    seeded,
+    shaped,
+    train_into,
+    trained,
+)
 from fisher_mi.experiments.steps import Step, StepRecord, StepRun, run_steps
-from fisher_mi.fisher import profile_splits
 from fisher_mi.fisher.write import write_profile_tables
-from fisher_mi.io import load_checkpoint, write_json
-from fisher_mi.models import build_model, load_model
+from fisher_mi.io import write_json
+from fisher_mi.models import build_model
 from fisher_mi.plan import DEFAULT_RULE, training_plan
-from fisher_mi.rundir import RunFolder, check_listed, sha256
+from fisher_mi.rundir import RunFolder
 from fisher_mi.training import (
-    CHECKPOINT,
     HEAD_EPOCHS,
     MODEL,
     Provenance,
     TrainConfig,
     fit_head,
-    pretrain_public,
-    train,
     with_new_head,
 )
 
@@ -201,10 +201,6 @@ class DemoConfig:
         }
 
 
-def _model(folder: Path) -> nn.Module:
-    return load_model(check_listed(folder / MODEL))
-
-
 def _train_config(demo: DemoConfig, epochs: int) -> TrainConfig:
     return TrainConfig(
         epochs=epochs,
@@ -218,55 +214,12 @@ def _train_config(demo: DemoConfig, epochs: int) -> TrainConfig:
     )
 
 
-def _resumable(folder: Path, resume: bool, checkpoint: str = CHECKPOINT) -> bool:
-    """Resume only a run that left its checkpoint; an interrupted run that never saved one
-    starts again."""
-    return resume and (folder / checkpoint).is_file()
-
-
-def _public_step(demo: DemoConfig, folder: Path, resume: bool) -> list[Path]:
-    """(1) every layer trained on the labelled public split (its own head)."""
-    public_classes = load_dataset(demo.data, "public").num_classes
-    torch.manual_seed(demo.seed)
-    model = build_model(demo.setting.arch, num_classes=public_classes)
-    _, result = pretrain_public(
-        model,
-        load_for(model, demo.data, "public"),
-        num_classes=load_dataset(demo.data, "private").num_classes,
-        config=_train_config(demo, demo.lengths.pretrain_epochs),
-        provenance=Provenance(data=demo.data),
-        out=folder,
-        resume=_resumable(folder, resume),
-        progress=True,
-    )
-    return list(result.files.values())
-
-
-def _classifier_step(
-    demo: DemoConfig, arch: str, role: str, folder: Path, resume: bool
-) -> list[Path]:
-    """(2), (5) a classifier trained from scratch on the private split: target or evaluator."""
-    torch.manual_seed(demo.seed)
-    model = build_model(arch, num_classes=load_dataset(demo.data, "private").num_classes)
-    result = train(
-        model,
-        load_for(model, demo.data, "private"),
-        config=_train_config(demo, demo.lengths.epochs),
-        test=load_for(model, demo.data, "private-test"),
-        provenance=Provenance(data=demo.data, role=role),
-        out=folder,
-        resume=_resumable(folder, resume),
-        progress=True,
-    )
-    return list(result.files.values())
-
-
 def _tl_step(demo: DemoConfig, root: Path, folder: Path, resume: bool) -> list[Path]:
     """(3) the pre-trained model with a fresh private head, the head fitted alone
     (``fit_head``), profiled on private and public and planned by the default rule
     (``training_plan``); (4) fine-tuned under that plan."""
     torch.manual_seed(demo.seed)  # the fresh head
-    pretrained = _model(root / "public")
+    pretrained = trained(root / "public")
     model = with_new_head(pretrained, load_dataset(demo.data, "private").num_classes)
     private = load_for(model, demo.data, "private")
     config = _train_config(demo, demo.lengths.epochs)
@@ -287,46 +240,21 @@ def _tl_step(demo: DemoConfig, root: Path, folder: Path, resume: bool) -> list[P
         "head_fit": head.to_dict(),
     }
     profiled = write_profile_tables(run, folder, record=record) if run is not None else {}
-    result = train(
+    provenance = Provenance(
+        data=demo.data, public=demo.data, role="target", pretrained_on=demo.data
+    )
+    files = train_into(
         model,
         private,
+        folder=folder,
+        resume=resume,
         config=config,
+        provenance=provenance,
         test=load_for(model, demo.data, "private-test"),
         plan=plan,
-        provenance=Provenance(
-            data=demo.data, public=demo.data, role="target", pretrained_on=demo.data
-        ),
-        out=folder,
-        resume=_resumable(folder, resume),
         progress=True,
     )
-    return [*profiled.values(), *result.files.values()]
-
-
-def _prior_step(
-    demo: DemoConfig, kind: str, target: str | None, root: Path, folder: Path, resume: bool
-) -> list[Path]:
-    """(5) a GAN prior on the public split: gmi for every target, kedmi/plgmi against one."""
-    model = _model(root / target) if target is not None else None
-    # without a target, the images take the targets' input shape (an untrained model's)
-    shape_of = model if model is not None else build_model(demo.setting.arch, num_classes=2)
-    meta: dict[str, Any] = {"data": demo.data, "split": "public"}
-    if target is not None:
-        path = root / target / MODEL
-        meta.update(target=str(path), target_sha256=sha256(path))
-    config = GANTrainConfig(
-        kind=kind, steps=demo.lengths.gan_steps, seed=demo.seed, device=demo.device
-    )
-    result = train_gan_run(
-        load_for(shape_of, demo.data, "public"),
-        config=config,
-        target=model,
-        out=folder,
-        resume=_resumable(folder, resume),
-        progress=True,
-        meta=meta,
-    )
-    return list(result.files)
+    return [*profiled.values(), *files]
 
 
 def prior_folder(method: str, target: str) -> str:
@@ -335,133 +263,138 @@ def prior_folder(method: str, target: str) -> str:
     return "gan/gmi" if kind == "gmi" else f"gan/{kind}-{target}"
 
 
-def _attack_step(
-    demo: DemoConfig, target: str, method: str, root: Path, folder: Path, resume: bool
-) -> list[Path]:
-    """(6) ``method`` against ``target``: every identity, enough draws for 100 images."""
-    device = demo.device or "cpu"
-    model = _model(root / target).to(device)
-    gan_folder = root / prior_folder(method, target)
-    for name in ("generator.pt", "discriminator.pt"):
-        check_listed(gan_folder / name)
-    gan = load_gan(gan_folder)
-    gan.generator.to(device)
-    gan.discriminator.to(device)
-    kind, _, option = method.partition("+")
-    settings: dict[str, Any] = {**(LOMMA if option == "lomma" else {})}
-    public_mean = None
-    if option == "lomma":
-        public_mean = public_feature_mean(model, load_for(model, demo.data, "public"))
-    classes = load_dataset(demo.data, "private").num_classes
-    per_identity = math.ceil(MIN_RECONSTRUCTIONS / classes)
-    settings.update(
-        iterations=demo.lengths.iterations,
-        per_identity=per_identity,
-        seed=demo.seed,
-        batch_size=min(per_identity * classes, MAX_ATTACK_BATCH),
-    )
-    attack = ATTACKS.get(kind)(model, gan, public_mean=public_mean, **settings)
-    ids = list(range(classes))
-    inversion, protocol = run_attack(attack, ids, out=folder, resume=resume, progress=True)
-    target_path = root / target / MODEL
-    protocol = {
-        **protocol,
-        "target": {"path": str(target_path), "sha256": sha256(target_path)},
-        "gan": {"path": str(gan_folder), "sha256": sha256(gan_folder / "generator.pt")},
-        "surrogates": [],
-        "data": demo.data,
-        "public": demo.data,
-    }
-    evaluator = _model(root / "evaluator").to(device)
-    scoring = Scoring(
-        evaluator,
-        load_for(evaluator, demo.data, "private"),
-        load_for(model, demo.data, "private-test"),
-    )
-    written = write_attack(
-        folder, model, inversion, prior_only_of(attack, ids), protocol, scoring=scoring
-    )
-    return written + sorted((folder / BATCHES).glob("*.pt"))
+class _Demo:
+    """The demo's steps below ``root``: its settings turned into the shared stages' arguments
+    (``stages``), each step's config the demo's common settings plus its own."""
 
+    def __init__(self, demo: DemoConfig, root: Path) -> None:
+        self.demo, self.root, self.lengths = demo, root, demo.lengths
+        self.classes = load_dataset(demo.data, "private").num_classes
+        self.private, self.test, self.public = (
+            shaped(demo.data, split) for split in ("private", "private-test", "public")
+        )
 
-def _fisher_step(demo: DemoConfig, target: str, root: Path, folder: Path, _: bool) -> list[Path]:
-    """(7) the target's Fisher on the classification task (private images, their labels) and
-    on the MI task (its own gmi reconstructions labelled with their identity: ``inverted``)."""
-    model = _model(root / target)
-    attack = root / "attacks" / f"{target}-gmi"
-    saved = load_checkpoint(check_listed(attack / "inversions.pt"))
-    inverted = TensorDataset(saved["images"].float(), saved["identities"].long())
-    run = profile_splits(
-        model,
-        {"private": load_for(model, demo.data, "private"), "inverted": inverted},
-        batch_size=demo.batch_size,
-        max_samples=demo.lengths.profile_samples,
-        device=demo.device,
-        seed=demo.seed,
-    )
-    record = {
-        "model": str(root / target / MODEL),
-        "data": demo.data,
-        "inverted": str(attack / "inversions.pt"),
-        "target": target,
-    }
-    return list(write_profile_tables(run, folder, record=record).values())
+    def record(self, **config: Any) -> dict[str, Any]:
+        """A step's config: the settings every step shares, then its own."""
+        demo = self.demo
+        common = {"data": demo.data, "seed": demo.seed, "lr": demo.lr}
+        return {**common, "batch_size": demo.batch_size, **config}
+
+    def classifier(self, name: str, arch: str, role: str, public: bool = False) -> Step:
+        """(1) public pre-training (``public``: every layer, its own head); (2), (5) a target
+        or the evaluator trained from scratch on the private split."""
+        demo, lengths = self.demo, self.lengths
+        epochs = lengths.pretrain_epochs if public else lengths.epochs
+        classes = load_dataset(demo.data, "public").num_classes if public else self.classes
+        return classifier_step(
+            name,
+            self.root / name,
+            self.record(arch=arch, epochs=epochs, max_steps=lengths.max_steps),
+            model=seeded(arch, classes, demo.seed),
+            data=self.public if public else self.private,
+            test=None if public else self.test,
+            config=_train_config(demo, epochs),
+            provenance=Provenance(data=demo.data, role=role),
+            progress=True,
+        )
+
+    def tl(self) -> Step:
+        """(3), (4) the TL-DMI target (``_tl_step``)."""
+        lengths = self.lengths
+        record = self.record(
+            rule=DEFAULT_RULE,
+            profile_samples=lengths.profile_samples,
+            head_epochs=lengths.head_epochs,
+            epochs=lengths.epochs,
+            max_steps=lengths.max_steps,
+        )
+        run = functools.partial(_tl_step, self.demo, self.root)
+        return Step("tl", self.root / "tl", record, run, ("public",))
+
+    def prior(self, name: str) -> Step:
+        """(5) the GAN prior ``gan/<kind>[-<target>]`` on the public split."""
+        demo = self.demo
+        kind, _, target = name.removeprefix("gan/").partition("-")
+        return prior_step(
+            name,
+            self.root / name,
+            self.record(kind=kind, steps=self.lengths.gan_steps),
+            config=GANTrainConfig(
+                kind=kind, steps=self.lengths.gan_steps, seed=demo.seed, device=demo.device
+            ),
+            public=self.public,
+            target=self.root / target if target else None,
+            # without a target, the images take the targets' input shape (an untrained model's)
+            shape=functools.partial(build_model, demo.setting.arch, num_classes=2),
+            meta={"data": demo.data, "split": "public"},
+            inputs=[target] if target else [],
+            progress=True,
+        )
+
+    def attack(self, target: str, method: str) -> Step:
+        """(6) ``method`` against ``target``: every identity, enough draws for 100 images."""
+        demo, classes = self.demo, self.classes
+        per_identity = math.ceil(MIN_RECONSTRUCTIONS / classes)
+        settings = {
+            "iterations": self.lengths.iterations,
+            "per_identity": per_identity,
+            "seed": demo.seed,
+            "batch_size": min(per_identity * classes, MAX_ATTACK_BATCH),
+        }
+        name, prior = f"attacks/{target}-{method}", prior_folder(method, target)
+        record = self.record(
+            method=method, iterations=self.lengths.iterations, reconstructions=MIN_RECONSTRUCTIONS
+        )
+        return attack_step(
+            name,
+            self.root / name,
+            record,
+            method=method,
+            target=self.root / target,
+            prior=self.root / prior,
+            evaluator=self.root / "evaluator",
+            private=self.private,
+            test=self.test,
+            identities=range(classes),
+            settings=settings,
+            public=self.public,
+            protocol={"surrogates": [], "data": demo.data, "public": demo.data},
+            device=demo.device,
+            inputs=[target, "evaluator", prior],
+            progress=True,
+        )
+
+    def fisher(self, target: str) -> Step:
+        """(7) the target's Fisher on the classification task and on its own gmi
+        reconstructions (the MI task, ``inverted``)."""
+        demo, attack = self.demo, f"attacks/{target}-gmi"
+        options = {"batch_size": demo.batch_size, "max_samples": self.lengths.profile_samples}
+        return fisher_step(
+            f"fisher/{target}",
+            self.root / "fisher" / target,
+            self.record(profile_samples=self.lengths.profile_samples),
+            target=self.root / target,
+            attack=self.root / attack,
+            private=self.private,
+            options={**options, "device": demo.device, "seed": demo.seed},
+            about={"data": demo.data, "target": target},
+            inputs=[target, attack],
+        )
 
 
 def demo_steps(demo: DemoConfig, root: Path) -> list[Step]:
     """The demo's steps in dependency order, writing below ``root`` (DESIGN.md's layout)."""
-    setting, lengths = demo.setting, demo.lengths
-    common = {"data": demo.data, "seed": demo.seed, "lr": demo.lr, "batch_size": demo.batch_size}
-    trained = {"epochs": lengths.epochs, "max_steps": lengths.max_steps}
-
-    def step(name: str, run: Callable, inputs: Sequence[str] = (), **config: Any) -> Step:
-        return Step(name, root / name, {**common, **config}, run, tuple(inputs))
-
+    setting, methods, made = demo.setting, demo.lengths.methods, _Demo(demo, root)
     steps = [
-        step("public", functools.partial(_public_step, demo), arch=setting.arch,
-             **{**trained, "epochs": lengths.pretrain_epochs}),
-        step("scratch", functools.partial(_classifier_step, demo, setting.arch, "target"),
-             arch=setting.arch, **trained),
-        step("tl", functools.partial(_tl_step, demo, root), ["public"], rule=DEFAULT_RULE,
-             profile_samples=lengths.profile_samples, head_epochs=lengths.head_epochs,
-             **trained),
-        step("evaluator", functools.partial(_classifier_step, demo, setting.evaluator,
-             "evaluator"), arch=setting.evaluator, **trained),
-    ]  # fmt: skip
-    priors = {prior_folder(method, target) for method in lengths.methods for target in TARGETS}
-    for name in sorted(priors):
-        kind, _, target = name.removeprefix("gan/").partition("-")
-        steps.append(
-            step(
-                name,
-                functools.partial(_prior_step, demo, kind, target or None, root),
-                [target] if target else [],
-                kind=kind,
-                steps=lengths.gan_steps,
-            )
-        )
-    for method in lengths.methods:
-        for target in TARGETS:
-            steps.append(
-                step(
-                    f"attacks/{target}-{method}",
-                    functools.partial(_attack_step, demo, target, method, root),
-                    [target, "evaluator", prior_folder(method, target)],
-                    method=method,
-                    iterations=lengths.iterations,
-                    reconstructions=MIN_RECONSTRUCTIONS,
-                )
-            )
-    for target in TARGETS:
-        steps.append(
-            step(
-                f"fisher/{target}",
-                functools.partial(_fisher_step, demo, target, root),
-                [target, f"attacks/{target}-gmi"],
-                profile_samples=lengths.profile_samples,
-            )
-        )
-    return steps
+        made.classifier("public", setting.arch, "target", public=True),
+        made.classifier("scratch", setting.arch, "target"),
+        made.tl(),
+        made.classifier("evaluator", setting.evaluator, "evaluator"),
+    ]
+    priors = {prior_folder(method, target) for method in methods for target in TARGETS}
+    steps += [made.prior(name) for name in sorted(priors)]
+    steps += [made.attack(target, method) for method in methods for target in TARGETS]
+    return steps + [made.fisher(target) for target in TARGETS]
 
 
 def run_demo(
