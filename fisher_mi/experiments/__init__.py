@@ -1,7 +1,10 @@
 """Experiments: runs of the stages (training, priors, attacks, profiles) as resumable steps.
 
 ``steps`` is the one abstraction (a step is reused when its config, its inputs' manifests and
-the version are unchanged); ``demo`` is the TL-DMI story end to end at demo scale.
+the version are unchanged); ``stages`` builds the steps every experiment shares (a classifier,
+a GAN prior, an attack, a Fisher profile); ``demo`` is the TL-DMI story end to end at demo
+scale, ``sweep`` TL-DMI at every cutoff (its entry point ``sweep.sweep`` is not re-exported
+here: the name would hide the module).
 """
 
 from fisher_mi.experiments.demo import (
@@ -14,9 +17,20 @@ from fisher_mi.experiments.demo import (
     run_demo,
 )
 from fisher_mi.experiments.steps import Step, StepRecord, StepRun, run_steps, step_key, step_state
+from fisher_mi.experiments.sweep import (
+    COLUMNS,
+    QUICK,
+    SweepConfig,
+    paper_cutoff,
+    quick_config,
+    rank_share,
+    run_sweep,
+)
 
 __all__ = [
+    "COLUMNS",
     "DATA_SETTINGS",
+    "QUICK",
     "SCALES",
     "SCALE_NOTE",
     "DemoConfig",
@@ -24,9 +38,14 @@ __all__ = [
     "Step",
     "StepRecord",
     "StepRun",
+    "SweepConfig",
     "demo_steps",
+    "paper_cutoff",
+    "quick_config",
+    "rank_share",
     "run_demo",
     "run_steps",
+    "run_sweep",
     "step_key",
     "step_state",
 ]
