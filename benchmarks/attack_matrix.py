@@ -45,6 +45,8 @@ class Setting:
         evaluator: the evaluator's architecture (another one than the targets').
         surrogate: the LOMMA surrogates' architecture.
         train: ``fisher-mi train`` options of the targets, the evaluator and the surrogates.
+        channels: ``--channels`` of the targets and the evaluator (None: the architecture's);
+            the surrogates take their teacher's.
         pretrain_epochs: public pre-training of the TL-DMI target.
         per_id: reconstructions per identity.
     """
@@ -53,6 +55,7 @@ class Setting:
     evaluator: str
     surrogate: str
     train: tuple[str, ...]
+    channels: int | None
     pretrain_epochs: int
     per_id: int
 
@@ -64,15 +67,18 @@ SETTINGS = {
         evaluator="scnn",
         surrogate="mcnn",
         train=("--epochs", "10", "--optimizer", "sgd", "--lr", "0.01"),
+        channels=None,
         pretrain_epochs=10,
         per_id=10,
     ),
-    # 20 private subjects x 8 images, 20 disjoint public subjects; 64 px grey.
+    # 20 private subjects x 8 images, 20 disjoint public subjects; 64 px grey, kept grey (one
+    # channel) so that the targets take the grey gmi prior's images.
     "att": Setting(
         arch="vgg_small",
         evaluator="resnet18",
         surrogate="vgg_small",
         train=("--epochs", "20", "--optimizer", "sgd", "--lr", "0.01"),
+        channels=1,
         pretrain_epochs=20,
         per_id=3,
     ),
@@ -98,7 +104,8 @@ def plan_steps(spec: str, root: Path, methods: tuple[str, ...]) -> list[Step]:
     """The steps of one dataset, in the order they run (each after the ones it reads)."""
     setting = _setting(spec)
     data = ("--data", spec)
-    train = ("train", *data, *setting.train)
+    channels = () if setting.channels is None else ("--channels", str(setting.channels))
+    train = ("train", *data, *setting.train, *channels)
     steps = [
         Step("gan/gmi", ("train-gan", *data, "--kind", "gmi", "--preset", "cpu")),
         Step("targets/scratch", (*train, "--arch", setting.arch)),

@@ -12,7 +12,7 @@ import torch
 
 from fisher_mi.cli import main
 from fisher_mi.io import load_checkpoint
-from fisher_mi.models import build_model, save_model
+from fisher_mi.models import build_model, load_model, save_model
 from fisher_mi.rundir import sha256
 
 SMOKE = ["train", "--arch", "mcnn", "--epochs", "2", "--batch-size", "16", "--max-steps", "2"]
@@ -89,6 +89,18 @@ def test_a_surrogate_is_distilled_from_its_teacher(tmp_path: Path) -> None:
     assert meta["objective"]["name"] == "distillation" and meta["private_test_accuracy"] is None
 
 
+def test_channels_sets_the_images_the_model_takes(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    code, stderr = run(
+        [*SMOKE, "--data", "digits", "--arch", "scnn", "--channels", "3", "--out", out]
+    )
+    assert code == 0, stderr
+    assert load_model(out / "model.pt").input_shape == (3, 32, 32)
+    code, stderr = run([*SMOKE, "--data", "digits", "--arch", "scnn", "--out", tmp_path / "grey"])
+    assert code == 0, stderr
+    assert load_model(tmp_path / "grey" / "model.pt").input_shape == (1, 32, 32)
+
+
 def test_an_evaluator_is_trained_like_a_target(tmp_path: Path) -> None:
     out = tmp_path / "run"
     code, stderr = run(
@@ -129,6 +141,16 @@ ROLE_ERRORS = [
         "surrogate-with-cutoff-0",
         ["--role", "surrogate", "--teacher", "{teacher}", "--cutoff", "0", "--rule", "mass"],
         "--rule, --cutoff cannot be used",
+    ),
+    (
+        "surrogate-with-channels",
+        ["--role", "surrogate", "--teacher", "{teacher}", "--channels", "1"],
+        "--channels cannot be used with --role surrogate",
+    ),
+    (
+        "channels-of-a-fixed-architecture",
+        ["--arch", "vgg16", "--channels", "1"],
+        "architecture 'vgg16' takes a fixed number of image channels",
     ),
     (
         "surrogate-of-another-size",

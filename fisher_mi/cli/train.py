@@ -30,6 +30,7 @@ from fisher_mi.distributed import init_from_environment, is_main_process
 from fisher_mi.errors import ConfigError
 from fisher_mi.io import load_checkpoint
 from fisher_mi.models import arch_of, build_model, load_model
+from fisher_mi.models.registry import ARCHITECTURES
 from fisher_mi.plan import (
     BN_STATS,
     MODEL_PROVENANCE,
@@ -75,6 +76,7 @@ SURROGATE_REFUSES = (
     ("param", "--param"),
     ("head_epochs", "--head-epochs"),
     ("head_lr", "--head-lr"),
+    ("channels", "--channels"),
 )
 
 
@@ -89,6 +91,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="what the model is for: the attacked target, an evaluator of attacks (trained "
         "like a target, on the same private data), or a surrogate (distilled from --teacher "
         "on --data's public split); recorded in model.pt",
+    )
+    parser.add_argument(
+        "--channels",
+        type=positive_int,
+        default=None,
+        help="image channels the model takes (default: the architecture's, 3 for the 64 px "
+        "faces models); 1 trains on grey images such as att's as they are, to match a grey "
+        "GAN prior",
     )
     parser.add_argument(
         "--teacher",
@@ -304,6 +314,22 @@ def _check_role(args: argparse.Namespace) -> None:
         )
 
 
+def channel_kwargs(arch: str, channels: int | None) -> dict[str, int]:
+    """``{"in_channels": channels}`` for an architecture that takes it; ``{}`` for None.
+
+    Raises:
+        ConfigError: ``arch`` has a fixed number of input channels.
+    """
+    if channels is None:
+        return {}
+    if "in_channels" not in ARCHITECTURES.get(arch).kwargs_from_state:
+        raise ConfigError(
+            f"architecture {arch!r} takes a fixed number of image channels; drop --channels "
+            "or pick one that takes any (mcnn, scnn, vgg_small, resnet18)"
+        )
+    return {"in_channels": channels}
+
+
 def _init(args: argparse.Namespace, model: torch.nn.Module) -> None:
     """Load --init into ``model`` (when given) and say how much of it was loaded."""
     if args.init is not None:
@@ -316,7 +342,7 @@ def _classifier(args: argparse.Namespace, config: TrainConfig) -> Stage:
     trained on the private split and measured on private-test."""
     private_classes = load_dataset(args.data, "private").num_classes
     first = load_dataset(args.public, "public").num_classes if args.public else private_classes
-    model = build_model(args.arch, num_classes=first)
+    model = build_model(args.arch, num_classes=first, **channel_kwargs(args.arch, args.channels))
     _init(args, model)
     private, test = (load_for(model, args.data, split) for split in ("private", "private-test"))
     written: list[Path] = []
