@@ -45,7 +45,6 @@ class RowSource(Protocol):
 
     def unit_rows(self, unit: Unit) -> tuple[list[dict[str, Any]], list[pd.DataFrame]]:
         """The unit's ``sweep.csv`` rows and its per-image hits."""
-        ...
 
 
 @dataclass(frozen=True)
