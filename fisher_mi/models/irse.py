@@ -174,6 +174,13 @@ class FaceClassifier64(nn.Module):
     "ir152",
     kwargs_from_state={"num_classes": ("fc_layer.weight", 0)},
     description="GMI/KEDMI/LOMMA/TL-DMI CelebA target: IR-152 backbone, 3x64x64, 512-d",
+    hidden_layers=(
+        "feature.body.2",
+        "feature.body.10",
+        "feature.body.46",
+        "feature.body.49",
+        "output_layer",
+    ),
 )
 class IR152(FaceClassifier64):
     """``IR152`` of the MI literature: ``evolve.IR_152_64`` + evoLVe head + ``fc_layer``.
@@ -193,6 +200,13 @@ class IR152(FaceClassifier64):
     "facenet64",
     kwargs_from_state={"num_classes": ("fc_layer.weight", 0)},
     description="KEDMI/LOMMA/TL-DMI CelebA target: IR-50 backbone, 3x64x64, 512-d",
+    hidden_layers=(
+        "feature.body.2",
+        "feature.body.6",
+        "feature.body.20",
+        "feature.body.23",
+        "output_layer",
+    ),
 )
 class FaceNet64(FaceClassifier64):
     """``FaceNet64`` of the MI literature: ``evolve.IR_50_64`` + evoLVe head + ``fc_layer``.
@@ -210,6 +224,13 @@ class FaceNet64(FaceClassifier64):
     "facenet",
     kwargs_from_state={"num_classes": ("fc_layer.weight", 0)},
     description="GMI/KEDMI evaluation model: IR-50 backbone with head, 3x112x112, 512-d",
+    hidden_layers=(
+        "feature.body.2",
+        "feature.body.6",
+        "feature.body.20",
+        "feature.body.23",
+        "feature.output_layer",
+    ),
 )
 class FaceNet(nn.Module):
     """``FaceNet``, the literature's evaluation classifier: ``evolve.IR_50_112((112, 112))``

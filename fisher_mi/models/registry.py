@@ -35,12 +35,16 @@ class ArchEntry:
         kwargs_from_state: keyword argument -> (state-dict key, dimension) it can be read
             from, e.g. ``{"num_classes": ("fc_layer.weight", 0)}``.
         description: one line for listings.
+        hidden_layers: the modules whose outputs are the model's hidden representations,
+            one per block in depth order (stage outputs, then the features the classifier
+            reads): what BiDO regularises.
     """
 
     name: str
     build: Callable[..., nn.Module]
     kwargs_from_state: Mapping[str, tuple[str, int]] = field(default_factory=dict)
     description: str = ""
+    hidden_layers: tuple[str, ...] = ()
 
     def kwargs_for(self, state_dict: Mapping[str, Tensor]) -> dict[str, int]:
         """The keyword arguments this state dict implies (those whose key is present)."""
@@ -61,11 +65,13 @@ def register_architecture(
     *,
     kwargs_from_state: Mapping[str, tuple[str, int]] | None = None,
     description: str = "",
+    hidden_layers: tuple[str, ...] = (),
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Class or function decorator that registers a model builder under ``name``."""
 
     def decorate(build: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        ARCHITECTURES.add(name, ArchEntry(name, build, dict(kwargs_from_state or {}), description))
+        entry = ArchEntry(name, build, dict(kwargs_from_state or {}), description, hidden_layers)
+        ARCHITECTURES.add(name, entry)
         return build
 
     return decorate

@@ -72,6 +72,7 @@ def resnet18_trunk(in_channels: int = 3) -> nn.Sequential:
         "in_channels": ("feature.0.weight", 1),
     },
     description="LOMMA/TL-DMI ResNet-18 target: torchvision trunk as feature, 3x64x64, 2048-d",
+    hidden_layers=("feature.4", "feature.5", "feature.6", "feature.7"),
 )
 class ResNet18(nn.Module):
     """ResNet-18 on 64x64 faces, as ``ResNet18`` in ``hosytuyen/TL-DMI``

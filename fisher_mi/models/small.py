@@ -61,6 +61,7 @@ class _LeakyCNN(nn.Module):
         "in_channels": ("feature.0.weight", 1),
     },
     description="GMI/KEDMI MNIST target: 3 conv blocks, 1x32x32 input, 256-d features",
+    hidden_layers=("feature.3", "feature.7", "feature.10"),
 )
 class MCNN(_LeakyCNN):
     """The GMI/KEDMI MNIST target (``MCNN``): three conv-BN-LeakyReLU blocks on 32x32 input.
@@ -82,6 +83,7 @@ class MCNN(_LeakyCNN):
         "in_channels": ("feature.0.weight", 1),
     },
     description="GMI MNIST evaluator: 5 conv blocks, 1x32x32 input, 512-d features",
+    hidden_layers=("feature.3", "feature.7", "feature.10", "feature.13", "feature.16"),
 )
 class SCNN(_LeakyCNN):
     """The GMI MNIST evaluation classifier (``SCNN`` in ``AI-secure/GMI-Attack``
@@ -124,6 +126,7 @@ def _conv_block(in_channels: int, out_channels: int) -> list[nn.Module]:
         "in_channels": ("feature.0.weight", 1),
     },
     description="VGG-like CNN for 3x64x64 faces: the VGG16 target's layout at 1/50 the size",
+    hidden_layers=("feature.3", "feature.7", "feature.11", "feature.15", "bn"),
 )
 class SmallVGG(nn.Module):
     """A VGG-like CNN for 64x64 input, shaped like the GMI VGG16 target.

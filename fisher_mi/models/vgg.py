@@ -39,6 +39,7 @@ def vgg_bn_features(config: tuple[int | str, ...], in_channels: int = 3) -> nn.S
     "vgg16",
     kwargs_from_state={"num_classes": ("fc_layer.weight", 0)},
     description="GMI/KEDMI/LOMMA/TL-DMI CelebA target: VGG16-BN features, 3x64x64, 2048-d",
+    hidden_layers=("feature.6", "feature.13", "feature.23", "feature.33", "bn"),
 )
 class VGG16(nn.Module):
     """VGG16 with batch norm on 64x64 faces, laid out as the MI literature's ``VGG16`` class.

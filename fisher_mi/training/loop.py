@@ -36,6 +36,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
+from fisher_mi.defenses import Defense
 from fisher_mi.distributed import is_distributed, is_main_process
 from fisher_mi.errors import ConfigError
 from fisher_mi.models.registry import require_arch
@@ -43,7 +44,7 @@ from fisher_mi.plan import FreezePlan, apply_plan, prefix_plan
 from fisher_mi.training.config import TrainConfig, make_optimizer, make_scheduler
 from fisher_mi.training.distill import Distillation
 from fisher_mi.training.epoch import EpochRunner
-from fisher_mi.training.objective import CrossEntropy, Objective
+from fisher_mi.training.objective import CrossEntropy, Objective, attached, epoch_values
 from fisher_mi.training.provenance import Provenance
 from fisher_mi.training.resume import start
 from fisher_mi.training.split import split_validation
@@ -126,42 +127,41 @@ def train(
             "a surrogate learns its teacher's soft labels; pass objective=Distillation(teacher)"
         )
     device = _device(config)
-    objective.prepare(model, device)
-    apply_plan(model.to(device), plan)
-    fit_part, validation = split_validation(
-        private_train, config.validation_fraction, seed=config.seed
-    )
-    optimizer = make_optimizer([p for p in model.parameters() if p.requires_grad], config)
-    snapshot = Snapshot(
-        model=model,
-        config=config,
-        plan=plan,
-        provenance=provenance.for_data(private_train),
-        objective=objective.record(),
-        optimizer=optimizer,
-        scheduler=make_scheduler(optimizer, config),
-        scaler=torch.amp.GradScaler("cuda") if config.amp else None,
-        sizes={
+    apply_plan(model.to(device), plan)  # first: a defense reads which layers are trained
+    with attached(objective, model, device):  # hooks a defense attached go in the end
+        fit_part, validation = split_validation(
+            private_train, config.validation_fraction, seed=config.seed
+        )
+        sizes = {
             "train_samples": len(fit_part),
             "validation_samples": len(validation) if validation is not None else 0,
-        },
-    )
-    state = start(folder, resume, snapshot)
-    runner = EpochRunner(
-        model, _wrap(model, device), config, device, optimizer, snapshot.scaler, objective, progress
-    )
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        while not _finished(state, config):
-            row = _epoch(runner, state, fit_part, validation, test)
-            improved = state.record(row)
-            if improved:
-                state.best_state = cpu_state(model)
-            if snapshot.scheduler is not None:
-                snapshot.scheduler.step()
-            if folder is not None and is_main_process():
-                write_epoch(folder, snapshot, state, improved=improved)
-            if progress and is_main_process():
-                tqdm.write(_describe(row, config.epochs))
+        }
+        snapshot = _snapshot(
+            model, config, plan, provenance.for_data(private_train), objective, sizes
+        )
+        state = start(folder, resume, snapshot)
+        runner = EpochRunner(
+            model,
+            _wrap(model, device),
+            config,
+            device,
+            snapshot.optimizer,
+            snapshot.scaler,
+            objective,
+            progress,
+        )
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            while not _finished(state, config):
+                row = _epoch(runner, state, fit_part, validation, test)
+                improved = state.record(row)
+                if improved:
+                    state.best_state = cpu_state(model)
+                if snapshot.scheduler is not None:
+                    snapshot.scheduler.step()
+                if folder is not None and is_main_process():
+                    write_epoch(folder, snapshot, state, improved=improved)
+                if progress and is_main_process():
+                    tqdm.write(_describe(row, config.epochs))
     model.load_state_dict(state.best_state)
     model.eval()
     test_accuracy = state.best_row()["test_accuracy"]
@@ -176,6 +176,32 @@ def train(
     )
 
 
+def _snapshot(
+    model: nn.Module,
+    config: TrainConfig,
+    plan: FreezePlan,
+    provenance: Provenance,
+    objective: Objective,
+    sizes: dict[str, int],
+) -> Snapshot:
+    """The run's snapshot: the optimiser over the trained parameters only, its schedule and
+    loss scaler, and the objective's record (taken after ``prepare``)."""
+    optimizer = make_optimizer([p for p in model.parameters() if p.requires_grad], config)
+    record = objective.record()
+    return Snapshot(
+        model=model,
+        config=config,
+        plan=plan,
+        provenance=provenance,
+        objective=record,
+        defense=record if isinstance(objective, Defense) else None,
+        optimizer=optimizer,
+        scheduler=make_scheduler(optimizer, config),
+        scaler=torch.amp.GradScaler("cuda") if config.amp else None,
+        sizes=sizes,
+    )
+
+
 def _epoch(
     runner: EpochRunner,
     state: Progress,
@@ -183,11 +209,12 @@ def _epoch(
     validation: Dataset | None,
     test: Dataset | None,
 ) -> dict[str, float]:
-    """Train one epoch and measure it: its history row (``state.MEASURED``); advances
-    ``state.step``."""
+    """Train one epoch and measure it: its history row (``state.MEASURED``, then what the
+    objective's schedule logs, e.g. NLS's ``alpha``); advances ``state.step``."""
     start = time.perf_counter()
     epoch = state.epoch + 1
     lr = runner.optimizer.param_groups[0]["lr"]
+    scheduled = epoch_values(runner.objective, epoch, runner.config.epochs)
     loss, train_accuracy, state.step = runner.train_epoch(fit_part, epoch, state.step)
     validation_accuracy, validation_loss = runner.evaluate(validation)
     return {
@@ -199,6 +226,7 @@ def _epoch(
         "test_accuracy": runner.evaluate(test)[0],
         "lr": lr,
         "seconds": time.perf_counter() - start,
+        **scheduled,
     }
 
 

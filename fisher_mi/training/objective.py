@@ -8,14 +8,20 @@ part (``selection``), so an objective also says what "best" means: for ``CrossEn
 default) accuracy on the labels and cross-entropy; for ``distill.Distillation`` agreement with
 the teacher and KL divergence to it.
 
-An objective is any object with the three methods of ``Objective``: training-time defenses
-(MID, BiDO, label smoothing) plug in the same way, without a second loop. Its ``record`` is
-written into ``model.pt`` and ``checkpoint.pt``, and ``--resume`` refuses a run whose record
-differs (another loss, another teacher).
+An objective is any object with the three methods of ``Objective``: the training-time
+defenses (``fisher_mi.defenses``: BiDO, negative label smoothing) plug in the same way,
+without a second loop. Its ``record`` is written into ``model.pt`` and ``checkpoint.pt``, and
+``--resume`` refuses a run whose record differs (another loss, another teacher). Two methods
+are optional, for objectives that need them (every ``Defense`` has both): ``start_epoch``
+(a schedule: the loop calls it before each epoch and logs what it returns in that epoch's
+``history.csv`` row) and ``release`` (what ``prepare`` attached, such as forward hooks,
+removed when training ends, also on an error: ``attached``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -23,21 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from fisher_mi.defenses.base import BatchLoss, top1_hits
 from fisher_mi.models.outputs import logits_of
-
-
-@dataclass(frozen=True)
-class BatchLoss:
-    """What an objective makes of one batch.
-
-    Attributes:
-        loss: scalar, the batch mean (what the optimiser minimises; evaluation sums
-            ``loss * batch size`` over the data).
-        hits: scalar count of the batch's samples counted as correct.
-    """
-
-    loss: Tensor
-    hits: Tensor
 
 
 class Objective(Protocol):
@@ -67,9 +60,28 @@ class CrossEntropy:
     def __call__(self, output: Any, x: Tensor, y: Tensor) -> BatchLoss:
         """Mean cross-entropy (in float32, also under mixed precision) and top-1 hits."""
         logits = logits_of(output).float()
-        hits = (logits.detach().argmax(dim=1) == y).sum()
-        return BatchLoss(F.cross_entropy(logits, y), hits)
+        return BatchLoss(F.cross_entropy(logits, y), top1_hits(logits, y))
 
     def record(self) -> dict[str, Any]:
         """``{"name": "cross_entropy"}``."""
         return {"name": "cross_entropy"}
+
+
+def epoch_values(objective: Objective, epoch: int, epochs: int) -> dict[str, float]:
+    """Call the objective's optional ``start_epoch(epoch, epochs)`` before epoch ``epoch``
+    (1-based) of ``epochs``; the values it returns, for the history row ({} without one)."""
+    start_epoch = getattr(objective, "start_epoch", None)
+    return dict(start_epoch(epoch, epochs)) if start_epoch is not None else {}
+
+
+@contextmanager
+def attached(objective: Objective, model: nn.Module, device: torch.device) -> Iterator[None]:
+    """``objective.prepare(model, device)`` for the block, then its optional ``release()``
+    (hooks removed) however the block ends."""
+    objective.prepare(model, device)
+    try:
+        yield
+    finally:
+        release = getattr(objective, "release", None)
+        if release is not None:
+            release()

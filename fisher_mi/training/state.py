@@ -87,8 +87,10 @@ class Progress:
         return next(row for row in self.history if row["epoch"] == self.best_epoch)
 
     def table(self) -> pd.DataFrame:
-        """The history as ``history.csv`` has it: ``COLUMNS``, with the kept epoch marked."""
-        table = pd.DataFrame(self.history, columns=MEASURED)
+        """The history as ``history.csv`` has it: ``COLUMNS``, with the kept epoch marked, and
+        before ``kept`` the values an objective's schedule logged (NLS's ``alpha``)."""
+        logged = [key for row in self.history for key in row if key not in MEASURED]
+        table = pd.DataFrame(self.history, columns=[*MEASURED, *dict.fromkeys(logged)])
         table["kept"] = table["epoch"] == self.best_epoch
         table["kept_because"] = kept_because(self.history, self.best_epoch) if self.history else []
         return table
@@ -97,7 +99,9 @@ class Progress:
 @dataclass(frozen=True)
 class Snapshot:
     """The objects whose state a checkpoint saves, the run's provenance and hold-out sizes,
-    and the objective's ``record`` (taken once: a teacher's fingerprint hashes its weights)."""
+    and the objective's ``record`` (taken once: a teacher's fingerprint hashes its weights);
+    ``defense`` is that record when the objective is a defense (``model.pt``'s ``defense``),
+    else None."""
 
     model: nn.Module
     config: TrainConfig
@@ -108,6 +112,7 @@ class Snapshot:
     scheduler: torch.optim.lr_scheduler.LRScheduler | None
     scaler: torch.amp.GradScaler | None
     sizes: dict[str, int]
+    defense: dict[str, Any] | None = None
 
 
 def cpu_state(model: nn.Module) -> dict[str, Tensor]:
@@ -130,15 +135,15 @@ def model_meta(snapshot: Snapshot, progress: Progress) -> dict[str, Any]:
     """``model.pt``'s meta: the provenance (DESIGN.md, Outputs: ``data``, ``public``,
     ``class_names``, ``role``, ``pretrained_on``, ``init``, ``defense``, ``plan``; a
     surrogate's ``teacher`` and ``teacher_sha256``), the objective's record, the selected epoch
-    and its accuracies, and the options. ``defense`` is None: no training-time defense is
-    implemented yet, and readers look the key up."""
+    and its accuracies, and the options. ``defense`` is the defense's record (``{"name",
+    "params", ...}``), None for an undefended model."""
     plan = snapshot.plan.to_dict()
     for key in ("layers", "scores"):  # a summary: the whole plan is in plan.json
         plan.pop(key)
     test = progress.best_row()["test_accuracy"]
     return {
         **snapshot.provenance.to_dict(),
-        "defense": None,
+        "defense": snapshot.defense,
         "objective": snapshot.objective,
         "best_epoch": progress.best_epoch,
         "validation_accuracy": progress.best_validation,
