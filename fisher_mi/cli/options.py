@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from fisher_mi.data import DATASETS
+from fisher_mi.defenses import DEFENSES, Defense, build_defense, parse_defense_params
+from fisher_mi.errors import ConfigError
 from fisher_mi.fisher import BACKENDS, FISHER_CHOICES, profile
 from fisher_mi.fisher.profile import MAX_MC_SAMPLES
 from fisher_mi.models import ARCHITECTURES
@@ -232,3 +234,39 @@ def train_config(args: argparse.Namespace, **overrides: Any) -> TrainConfig:
     """A ``TrainConfig`` from the parsed training and run options, by field name."""
     given = values(args, (*TRAIN_OPTIONS, *RUN_OPTIONS))
     return TrainConfig(**{**given, **overrides})
+
+
+# -------------------------------------------------------------- defenses
+
+DEFENSE_OPTIONS = (
+    Option(
+        "defense",
+        "--defense",
+        {
+            "default": None,
+            "choices": DEFENSES.names(),
+            "help": "train with a defense against model inversion, applied while fine-tuning "
+            "on the private data (default: none)",
+        },
+    ),
+    Option(
+        "defense_params",
+        "--defense-param",
+        {
+            "action": "append",
+            "default": [],
+            "metavar": "KEY=VALUE",
+            "help": "a parameter of --defense, e.g. alpha=-0.1 (nls), a1=0.05, a2=0.5, "
+            "measure=coco (bido); repeatable",
+        },
+    ),
+)
+
+
+def defense_from_args(args: argparse.Namespace) -> Defense | None:
+    """The defense of ``--defense`` and ``--defense-param`` (``build_defense``), or None."""
+    if args.defense is None:
+        if args.defense_params:
+            raise ConfigError("--defense-param sets a parameter of --defense; pass --defense NAME")
+        return None
+    return build_defense(args.defense, parse_defense_params(args.defense_params))

@@ -12,6 +12,7 @@ import torch
 from fisher_mi.cli.commands import Command, register_command
 from fisher_mi.cli.common import history_text, load_for, percent, say, write_run
 from fisher_mi.cli.options import (
+    DEFENSE_OPTIONS,
     FISHER_OPTIONS,
     RUN_OPTIONS,
     TRAIN_OPTIONS,
@@ -19,6 +20,7 @@ from fisher_mi.cli.options import (
     add_data_option,
     add_group,
     add_out_option,
+    defense_from_args,
     non_negative_int,
     positive_int,
     real_number,
@@ -58,7 +60,8 @@ from fisher_mi.training import (
 
 DESCRIPTION = (
     "Train from scratch (the baseline), or start from --init and/or pre-train on --public, then "
-    "fine-tune on the private data under --plan, --cutoff or --rule. With --role surrogate, "
+    "fine-tune on the private data under --plan, --cutoff or --rule, with a --defense in that "
+    "last stage if asked. With --role surrogate, "
     "distil --teacher on the public split of --data instead (LOMMA's model augmentation). "
     "Writes model.pt (best epoch on a validation hold-out), history.csv, plan.json and "
     "checkpoint.pt into --out; prints the private-test accuracy."
@@ -77,6 +80,8 @@ SURROGATE_REFUSES = (
     ("head_epochs", "--head-epochs"),
     ("head_lr", "--head-lr"),
     ("channels", "--channels"),
+    ("defense", "--defense"),
+    ("defense_params", "--defense-param"),
 )
 
 
@@ -161,6 +166,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="a parameter of --rule, e.g. p=0.8 (repeatable)",
     )
     parser.add_argument("--bn-stats", default="frozen", choices=BN_STATS)
+    add_group(parser, DEFENSE_OPTIONS)
     add_group(parser, TRAIN_OPTIONS)
     add_group(parser, RULE_FISHER_OPTIONS, rename={"max_samples": "--profile-samples"})
     add_group(parser, RUN_OPTIONS)
@@ -345,6 +351,7 @@ def _classifier(args: argparse.Namespace, config: TrainConfig) -> Stage:
     model = build_model(args.arch, num_classes=first, **channel_kwargs(args.arch, args.channels))
     _init(args, model)
     private, test = (load_for(model, args.data, split) for split in ("private", "private-test"))
+    defense = defense_from_args(args)  # refused before any training, not after
     written: list[Path] = []
     if args.public:
         model, written = _pretrain(args, model, config, private_classes)
@@ -364,7 +371,7 @@ def _classifier(args: argparse.Namespace, config: TrainConfig) -> Stage:
         test=test,
         plan=plan,
         provenance=provenance,
-        objective=None,
+        objective=defense,
         written=[*written, *profiled],
         what=what,
         measure="accuracy",

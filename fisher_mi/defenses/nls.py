@@ -50,7 +50,8 @@ def scheduled_alpha(alpha: float, epoch: int, epochs: int) -> float:
     """``alpha * clip((epoch - start) / (end - start), 0, 1)`` with ``start = E/2`` and
     ``end = 3E/4`` epochs of ``E = epochs`` (the published schedule scaled to the run)."""
     start, end = SCHEDULE_START * epochs, SCHEDULE_END * epochs
-    return alpha * min(max((epoch - start) / (end - start), 0.0), 1.0)
+    share = min(max((epoch - start) / (end - start), 0.0), 1.0)
+    return alpha * share if share > 0 else 0.0  # not -0.0 in history.csv
 
 
 @register_defense("nls")
