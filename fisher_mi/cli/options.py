@@ -256,8 +256,8 @@ DEFENSE_OPTIONS = (
             "action": "append",
             "default": [],
             "metavar": "KEY=VALUE",
-            "help": "a parameter of --defense, e.g. alpha=-0.1 (nls), a1=0.05, a2=0.5, "
-            "measure=coco (bido); repeatable",
+            "help": "a parameter of --defense, e.g. beta=0.01 (mid), a1=0.05, a2=0.5, "
+            "measure=coco (bido), alpha=-0.1 (nls); repeatable",
         },
     ),
 )

@@ -61,7 +61,8 @@ from fisher_mi.training import (
 DESCRIPTION = (
     "Train from scratch (the baseline), or start from --init and/or pre-train on --public, then "
     "fine-tune on the private data under --plan, --cutoff or --rule, with a --defense in that "
-    "last stage if asked. With --role surrogate, "
+    "last stage if asked (mid's VIB head is added after the pre-training). With --role "
+    "surrogate, "
     "distil --teacher on the public split of --data instead (LOMMA's model augmentation). "
     "Writes model.pt (best epoch on a validation hold-out), history.csv, plan.json and "
     "checkpoint.pt into --out; prints the private-test accuracy."
@@ -355,6 +356,8 @@ def _classifier(args: argparse.Namespace, config: TrainConfig) -> Stage:
     written: list[Path] = []
     if args.public:
         model, written = _pretrain(args, model, config, private_classes)
+    if defense is not None:
+        model = defense.model_for(model)  # mid: the VIB head, before the head fit and plan
     head = _fit_head(args, model, private, config)
     plan, profiled = _plan(args, model, private, config, head)
     provenance = Provenance(

@@ -1,12 +1,13 @@
 """Training-time defenses against model inversion, as plug-ins to the one training loop.
 
-``DEFENSES`` is the registry (``nls``, ``bido``); ``build_defense(name, params)`` makes one
+``DEFENSES`` is the registry (``bido``, ``mid``, ``nls``); ``build_defense(name, params)`` makes one
 from its name and parameters, as ``fisher-mi train --defense NAME --defense-param K=V`` does.
 A defense is an objective of ``fisher_mi.training.train`` (``objective=...``); its ``record``
 is written into ``model.pt``'s meta under ``defense``.
 
 Modules: ``base`` (``Defense``, the registry, ``build_defense``, ``BatchLoss``), ``nls``
-(negative label smoothing), ``kernels`` (kernel dependence measures), ``bido`` (BiDO).
+(negative label smoothing), ``kernels`` (kernel dependence measures), ``bido`` (BiDO),
+``mid`` (MID: the VIB head's loss, the head added to a model and to its plan).
 """
 
 from fisher_mi.defenses.base import (
@@ -26,6 +27,7 @@ from fisher_mi.defenses.kernels import (
     normalised_hsic,
     plain_hsic,
 )
+from fisher_mi.defenses.mid import MID, gaussian_kl, plan_with_head, with_vib_head
 from fisher_mi.defenses.nls import (
     NegativeLabelSmoothing,
     scheduled_alpha,
@@ -35,6 +37,7 @@ from fisher_mi.defenses.nls import (
 __all__ = [
     "DEFENSES",
     "MEASURES",
+    "MID",
     "BatchLoss",
     "BiDO",
     "Defense",
@@ -42,12 +45,15 @@ __all__ = [
     "build_defense",
     "coco",
     "gaussian_kernel",
+    "gaussian_kl",
     "hidden_layers",
     "linear_kernel",
     "normalised_hsic",
     "parse_defense_params",
     "plain_hsic",
+    "plan_with_head",
     "register_defense",
     "scheduled_alpha",
     "smoothed_cross_entropy",
+    "with_vib_head",
 ]

@@ -2,7 +2,9 @@
 ``build_defense`` (the one way to make a defense from a name and parameters).
 
 A defense is an objective of the one training loop (``fisher_mi.training.objective``): it
-turns each batch's model output into a ``BatchLoss``, may look at the model once before the
+may change the model before training (``model_for``: MID's VIB head) and the freeze plan it is
+trained under (``plan_for``), turns each batch's model output into a ``BatchLoss``, may look
+at the model once before the
 first step (``prepare``: BiDO hooks the hidden layers it regularises), may change with the
 epoch (``start_epoch``: negative label smoothing's schedule, whose values the loop writes
 into ``history.csv``), and lets go of what it attached at the end (``release``). Its
@@ -27,6 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from fisher_mi.errors import ConfigError
+from fisher_mi.plan import FreezePlan
 from fisher_mi.registry import Registry
 
 
@@ -57,6 +60,16 @@ class Defense:
     """
 
     name: ClassVar[str] = ""
+
+    def model_for(self, model: nn.Module) -> nn.Module:
+        """The model this defense trains, made from ``model`` before it is planned and
+        trained: ``model`` itself by default (MID: a copy with its VIB head)."""
+        return model
+
+    def plan_for(self, plan: FreezePlan, model: nn.Module) -> FreezePlan:
+        """The freeze plan ``train`` applies to ``model`` (the one ``model_for`` made) when
+        asked for ``plan``: ``plan`` itself by default (MID: with its head trained)."""
+        return plan
 
     def prepare(self, model: nn.Module, device: torch.device) -> None:
         """Check ``model`` (already under its freeze plan) and attach what the loss needs;

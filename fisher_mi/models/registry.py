@@ -14,6 +14,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from fisher_mi.errors import ConfigError
+from fisher_mi.models.vib import VIBClassifier
 from fisher_mi.registry import Registry
 
 
@@ -58,6 +59,7 @@ class ArchEntry:
 ARCHITECTURES: Registry[ArchEntry] = Registry("architecture")
 
 ARCH_ATTRIBUTE = "fisher_mi_arch"
+VIB_KWARG = "vib_dim"  # build_model's keyword for MID's VIB head (its code width K)
 
 
 def register_architecture(
@@ -81,13 +83,21 @@ def build_model(arch: str, **arch_kwargs: Any) -> nn.Module:
     """Build a registered architecture; the result remembers how it was built.
 
     The spec is kept on the model (``model.fisher_mi_arch``) so ``save_model`` can write a
-    self-describing checkpoint without being told the architecture again.
+    self-describing checkpoint without being told the architecture again. ``vib_dim=K``
+    (any architecture with a linear ``fc_layer``) replaces the classifier with MID's VIB head
+    of width K (``vib.VIBClassifier``); being an architecture keyword, it is saved with the
+    others, so ``load_model`` rebuilds the head from the file alone.
     """
     entry = ARCHITECTURES.get(arch)
+    base_kwargs = {key: value for key, value in arch_kwargs.items() if key != VIB_KWARG}
     try:
-        model = entry.build(**arch_kwargs)
+        model = entry.build(**base_kwargs)
     except TypeError as err:
         raise ConfigError(f"architecture {arch!r} does not accept {arch_kwargs}: {err}") from None
+    if VIB_KWARG in arch_kwargs:
+        if isinstance(model, VIBClassifier):
+            raise ConfigError(f"architecture {arch!r} has its VIB head already; drop {VIB_KWARG}")
+        model = VIBClassifier(model, arch_kwargs[VIB_KWARG])
     setattr(model, ARCH_ATTRIBUTE, ArchSpec(arch, dict(arch_kwargs)))
     return model
 

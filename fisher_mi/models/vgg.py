@@ -6,6 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from fisher_mi.models.registry import register_architecture
+from fisher_mi.models.vib import VIBClassifier
 from fisher_mi.models.weight_init import torchvision_init
 
 # torchvision's configuration "D" (VGG16): output channels of each 3x3 conv, "M" a 2x2 max-pool.
@@ -79,3 +80,20 @@ class VGG16(nn.Module):
         """
         features = self.bn(torch.flatten(self.feature(x), 1))
         return features, self.fc_layer(features)
+
+
+@register_architecture(
+    "vgg16_vib",
+    kwargs_from_state={"num_classes": ("fc_layer.weight", 0)},
+    description="MID's published VGG16_vib: VGG16-BN features and the VIB head (K = 1024)",
+    hidden_layers=("feature.6", "feature.13", "feature.23", "feature.33", "feature.43"),
+)
+def vgg16_vib(num_classes: int = 1000) -> nn.Module:
+    """The MID reference's ``VGG16_vib`` (``SCccc21/Knowledge-Enriched-DMI`` ``classify.py``,
+    the defended target of the MI literature): torchvision's ``vgg16_bn().features`` flattened
+    straight into the VIB head, without the ``BatchNorm1d`` of ``VGG16``, so its checkpoints
+    (keys ``feature.*``, ``st_layer`` 2048 -> 2048, ``fc_layer`` 1024 -> classes) load
+    strictly."""
+    base = VGG16(num_classes)
+    base.bn = nn.Identity()
+    return VIBClassifier(base)

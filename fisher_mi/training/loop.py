@@ -105,8 +105,11 @@ def train(
             Role ``surrogate`` needs a ``Distillation`` objective.
         objective: the batch loss and hits (``objective.Objective``); None: ``CrossEntropy()``
             on the labels. ``Distillation(teacher)`` trains a surrogate on the teacher's soft
-            labels (``private_train`` is then the public data). Its ``record`` is written
-            into ``model.pt`` and the checkpoint, and a resume with another is refused.
+            labels (``private_train`` is then the public data); a ``Defense``
+            (``fisher_mi.defenses.build_defense``) trains a defended model (MID's: on
+            ``defense.model_for(model)``, with ``plan`` passed through ``defense.plan_for``).
+            Its ``record`` is written into ``model.pt`` and the checkpoint (a defense's also
+            as ``defense``), and a resume with another is refused.
         out: folder for ``model.pt`` (the best epoch), ``checkpoint.pt`` (the last epoch,
             with everything ``resume`` needs), ``history.csv`` and ``plan.json``, each written
             atomically, by rank 0 only under ``torchrun``; None writes nothing.
@@ -119,9 +122,11 @@ def train(
     folder = Path(out) if out is not None else None
     if folder is not None:
         require_arch(model, "its checkpoints could not be read back (or pass out=None)")
-    plan = plan if plan is not None else prefix_plan(model)
-    provenance = provenance or Provenance()
     objective = objective if objective is not None else CrossEntropy()
+    plan = plan if plan is not None else prefix_plan(model)
+    if isinstance(objective, Defense):
+        plan = objective.plan_for(plan, model)  # MID: its head appended to the plan, trained
+    provenance = provenance or Provenance()
     if provenance.role == "surrogate" and not isinstance(objective, Distillation):
         raise ConfigError(
             "a surrogate learns its teacher's soft labels; pass objective=Distillation(teacher)"
