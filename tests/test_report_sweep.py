@@ -8,8 +8,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from fisher_mi.experiments.sweep_stats import SERIES_COLUMNS
-from fisher_mi.report.sweep import REFERENCE_LABEL, plot_sweep, sweep_figure
+from fisher_mi.experiments.sweep_stats import LANDING_COLUMNS, SERIES_COLUMNS
+from fisher_mi.report.sweep import (
+    BEST_LABEL,
+    REFERENCE_LABEL,
+    landings_figure,
+    plot_sweep,
+    sweep_figure,
+)
 
 
 def series() -> pd.DataFrame:
@@ -43,3 +49,23 @@ def test_figure_holds_the_series() -> None:
 def test_plot_sweep_writes_a_png(tmp_path: Path) -> None:
     path = plot_sweep(series(), tmp_path / "sweep.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_landings_figure_holds_the_rules_and_the_best_point() -> None:
+    gmi = series()[series()["attack"] == "gmi"]
+    landings = pd.DataFrame(
+        [("auto", 2, "2", 0.5, 0.885, 0.45, 0.0, 0.0, True),
+         ("knee", 1, "0,4", 1.0, 0.85, 0.4, 0.1, -0.04, False)],
+        columns=list(LANDING_COLUMNS),
+    )  # fmt: skip
+    top, bottom = landings_figure(gmi, landings, best_cutoff=2).axes
+    tl = top.lines[0]  # the TL points, in cutoff order
+    assert list(tl.get_xdata()) == [0, 2, 4]
+    assert list(tl.get_ydata()) == pytest.approx([0.65, 0.45, 0.10])
+    assert list(bottom.lines[0].get_ydata()) == pytest.approx([0.90, 0.885, 0.80])
+    best = next(x for x in top.lines if x.get_label() == BEST_LABEL)
+    assert (list(best.get_xdata()), list(best.get_ydata())) == ([2], [pytest.approx(0.45)])
+    rules = {x.get_label(): x.get_xdata()[0] for x in top.lines if ":" in x.get_label()}
+    assert rules == {"auto: 2": pytest.approx(2.0), "knee: 0,4": pytest.approx(0.06)}
+    reference = next(x for x in top.lines if x.get_label() == REFERENCE_LABEL)
+    assert list(reference.get_ydata()) == [pytest.approx(0.75)] * 2

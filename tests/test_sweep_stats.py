@@ -14,6 +14,7 @@ from fisher_mi.experiments.sweep_stats import (
     auto_verdict,
     best_point,
     bootstrap_mean_interval,
+    rule_landings,
     sign_flip_p_value,
     sweep_series,
 )
@@ -115,3 +116,26 @@ def test_sweep_series_by_hand() -> None:
     assert series.loc[0, "rules"] == "knee 1/2"
     assert (series.loc[2, "top1_low"], series.loc[2, "top1_high"]) == (1.0, 1.0)  # all hits
     assert series["cutoff"].isna().sum() == 1
+
+
+def test_rule_landings_by_hand() -> None:
+    table = TWO_SEEDS.assign(trainable_fraction=TWO_SEEDS["cutoff"].map({0: 1.0, 2: 0.5, 4: 0.2}))
+    rules = {
+        "0": {"auto": {"lands": 2}, "knee": {"lands": 0}, "rgn": {"lands": None}},
+        "1": {"auto": {"lands": 4}, "knee": {"lands": 0}, "rgn": {"lands": None}},
+    }
+    landings = rule_landings(table, rules, best_cutoff=2).set_index("rule")
+    assert list(landings.index) == ["auto", "knee"]  # rgn landed nowhere: no row
+    auto = landings.loc["auto"]
+    # seed 0 at cutoff 2 (0.88, 0.50), seed 1 at cutoff 4 (0.80, 0.10); best (cutoff 2) per
+    # seed: top-1 0.50 and 0.40, accuracy 0.88 and 0.89
+    assert auto["cutoffs"] == "2,4" and auto["n_seeds"] == 2
+    assert auto["natural_accuracy"] == pytest.approx(0.84)
+    assert auto["top1"] == pytest.approx(0.30)
+    assert auto["top1_minus_best"] == pytest.approx(((0.50 - 0.50) + (0.10 - 0.40)) / 2)
+    assert auto["accuracy_minus_best"] == pytest.approx(0.84 - 0.885)
+    assert auto["trainable_fraction"] == pytest.approx(0.35)
+    assert not auto["within_cost"]  # 0.84 < 0.91 - 0.03
+    knee = landings.loc["knee"]
+    assert knee["top1_minus_best"] == pytest.approx(((0.70 - 0.50) + (0.60 - 0.40)) / 2)
+    assert knee["within_cost"]  # 0.90 >= 0.88

@@ -230,3 +230,80 @@ def sweep_series(table: pd.DataFrame, hits: pd.DataFrame) -> pd.DataFrame:
         chosen = hits[same.fillna(False) & (hits["attack"] == attack)]
         points.append({"attack": attack, "cutoff": cutoff, **_point(rows, chosen)})
     return pd.DataFrame(points, columns=list(SERIES_COLUMNS)).astype({"cutoff": "Int64"})
+
+
+LANDING_COLUMNS = (
+    "rule",
+    "n_seeds",
+    "cutoffs",
+    "trainable_fraction",
+    "natural_accuracy",
+    "top1",
+    "top1_minus_best",
+    "accuracy_minus_best",
+    "within_cost",
+)
+
+
+def _landed(
+    rules: Mapping[str, Mapping[str, Mapping[str, Any]]],
+    name: str,
+    swept: pd.Index,
+    best_cutoff: int,
+) -> dict[int, int]:
+    """Seed -> where rule ``name`` lands, for the seeds whose landing and best point were swept."""
+    landed = {int(seed): by_rule.get(name, {}).get("lands") for seed, by_rule in rules.items()}
+    return {
+        seed: cutoff
+        for seed, cutoff in landed.items()
+        if cutoff is not None and {(seed, cutoff), (seed, best_cutoff)} <= set(swept)
+    }
+
+
+def rule_landings(
+    rows: pd.DataFrame,
+    rules: Mapping[str, Mapping[str, Mapping[str, Any]]],
+    best_cutoff: int,
+    *,
+    max_cost: float = MAX_ACCURACY_COST,
+) -> pd.DataFrame:
+    """Where each planner rule lands and how far that is from the best point, for one attack.
+
+    Per rule and seed s the rule lands at cutoff c_s (``sweep.json``'s ``rules[s][rule]
+    ["lands"]``); the row holds means over the seeds where it landed on a swept cutoff:
+    natural accuracy and top-1 at (c_s, s), and the paired gaps top1(c_s, s) - top1(best, s)
+    (positive: the rule leaks more than the best point) and the same for natural accuracy.
+    ``within_cost``: the mean natural accuracy is at most ``max_cost`` below the undefended
+    model's (the best point's condition). Columns ``LANDING_COLUMNS``.
+
+    Args:
+        rows: ``sweep.csv`` rows of one attack (the undefended model: cutoff NaN).
+        rules: ``sweep.json``'s ``rules``: seed (as text) -> rule -> its record.
+        best_cutoff: the best point's cutoff (``best_point``).
+        max_cost: the natural-accuracy cost the best point may have.
+    """
+    keyed = rows.set_index(["seed", rows["cutoff"].astype("Float64")])
+    undefended = rows[rows["cutoff"].isna()]["natural_accuracy"].mean()
+    names = list(dict.fromkeys(name for by_rule in rules.values() for name in by_rule))
+    landings = []
+    for name in names:
+        landed = _landed(rules, name, keyed.index, best_cutoff)
+        if not landed:
+            continue
+        at = keyed.loc[[(s, float(c)) for s, c in landed.items()]]
+        best = keyed.loc[[(s, float(best_cutoff)) for s in landed]]
+        accuracy = float(at["natural_accuracy"].mean())
+        landings.append(
+            {
+                "rule": name,
+                "n_seeds": len(landed),
+                "cutoffs": ",".join(str(c) for c in sorted(set(landed.values()))),
+                "trainable_fraction": float(at["trainable_fraction"].mean()),
+                "natural_accuracy": accuracy,
+                "top1": float(at["top1"].mean()),
+                "top1_minus_best": float((at["top1"].to_numpy() - best["top1"].to_numpy()).mean()),
+                "accuracy_minus_best": accuracy - float(best["natural_accuracy"].mean()),
+                "within_cost": bool(accuracy >= undefended - max_cost - TIE),
+            }
+        )
+    return pd.DataFrame(landings, columns=list(LANDING_COLUMNS))

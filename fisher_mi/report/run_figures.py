@@ -13,9 +13,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fisher_mi.io import atomic_path
 from fisher_mi.report.runs import AttackRun, FisherRun, ModelRun
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 FIGURES = "figures"
 FISHER_FIGURE = "fisher_tasks.png"
@@ -31,8 +35,10 @@ def _save(fig: object, path: Path) -> Path:
     return path
 
 
-def plot_task_profiles(runs: Sequence[FisherRun], path: Path) -> Path:
-    """Per Fisher table a row of two panels: absolute per parameter (log) and share of trace."""
+def task_profiles_figure(runs: Sequence[FisherRun]) -> Figure:
+    """Per Fisher table a row of two panels: absolute per parameter (log) and share of trace,
+    one line per (split, estimator); the paper's figure (classification task against MI task,
+    per model). Also shown inline by ``notebooks/01_fisher_profile.ipynb``."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(11, 3.4 * len(runs)))
@@ -53,7 +59,12 @@ def plot_task_profiles(runs: Sequence[FisherRun], path: Path) -> Path:
             ax.set_xlabel("layer depth (input → output)")
             ax.grid(True, alpha=0.3)
             ax.legend(fontsize=7)
-    return _save(fig, path)
+    return fig
+
+
+def plot_task_profiles(runs: Sequence[FisherRun], path: Path) -> Path:
+    """Save ``task_profiles_figure(runs)`` as PNG at ``path``, atomically."""
+    return _save(task_profiles_figure(runs), path)
 
 
 def plot_attacks(attacks: Sequence[AttackRun], path: Path) -> Path:

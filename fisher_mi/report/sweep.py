@@ -101,3 +101,74 @@ def plot_sweep(series: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=120)
     return Path(path)
+
+
+BEST_LABEL = "best point"
+
+
+def landings_figure(series: pd.DataFrame, landings: pd.DataFrame, best_cutoff: int) -> Figure:
+    """Where the rules land on one attack's sweep: attack top-1 (top) and natural accuracy
+    (bottom) against the cutoff, 95% intervals, the undefended model as a dashed line, the
+    best point starred and one dotted vertical line per rule at its (first) cutoff, labelled
+    ``rule: cutoffs`` and shifted right by 0.06 per rule so that rules landing on one cutoff
+    stay visible. ``series``: one attack's ``sweep_series`` points; ``landings``:
+    ``experiments.sweep_stats.rule_landings``."""
+    from matplotlib.figure import Figure
+
+    tl = series[series["cutoff"].notna()].sort_values("cutoff")
+    reference = series[series["cutoff"].isna()]
+    best = tl[tl["cutoff"] == best_cutoff]
+    fig = Figure(figsize=(9.0, 6.0))
+    top, bottom = fig.subplots(2, 1, sharex=True)
+    for ax, value, label in (
+        (top, "top1", "attack top-1 (evaluator)"),
+        (bottom, "natural_accuracy", "natural accuracy (private-test)"),
+    ):
+        ax.errorbar(
+            tl["cutoff"],
+            tl[value],
+            yerr=_errors(tl, value),
+            fmt="o-",
+            capsize=3,
+            label="TL-DMI at a cutoff",
+        )
+        if not reference.empty:
+            ax.axhline(
+                reference[value].iloc[0],
+                color="black",
+                linestyle="--",
+                linewidth=0.9,
+                label=REFERENCE_LABEL,
+            )
+        ax.plot(
+            best["cutoff"],
+            best[value],
+            "*",
+            markersize=15,
+            color="gold",
+            markeredgecolor="black",
+            label=BEST_LABEL,
+        )
+        ax.set_ylabel(label)
+        ax.grid(True, alpha=0.3)
+    if not reference.empty:
+        bottom.axhline(
+            reference["natural_accuracy"].iloc[0] - MAX_ACCURACY_COST,
+            color="0.5",
+            linestyle=":",
+            label=f"{MAX_ACCURACY_COST:.0%} below the undefended",
+        )
+    for index, landing in enumerate(landings.itertuples()):
+        first = int(landing.cutoffs.split(",")[0])
+        for ax in (top, bottom):
+            ax.axvline(
+                first + 0.06 * index,
+                color=f"C{index + 1}",
+                linestyle=":",
+                label=f"{landing.rule}: {landing.cutoffs}",
+            )
+    top.set_title("where each rule lands (label: rule: cutoffs over seeds)", fontsize=9)
+    bottom.set_xlabel("cutoff (layers frozen)")
+    top.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.tight_layout()
+    return fig
