@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import MISSING, Field, dataclass, fields
 from typing import Any, ClassVar, TypeVar
@@ -52,7 +53,7 @@ def top1_hits(logits: Tensor, y: Tensor) -> Tensor:
     return (logits.detach().argmax(dim=1) == y).sum()
 
 
-class Defense:
+class Defense(ABC):
     """Base of the registered defenses: a dataclass whose init fields are its parameters.
 
     Subclasses are dataclasses that define ``__call__`` (the batch loss) and validate their
@@ -71,20 +72,21 @@ class Defense:
         asked for ``plan``: ``plan`` itself by default (MID: with its head trained)."""
         return plan
 
-    def prepare(self, model: nn.Module, device: torch.device) -> None:
+    def prepare(self, model: nn.Module, device: torch.device) -> None:  # noqa: B027 (no-op hook)
         """Check ``model`` (already under its freeze plan) and attach what the loss needs;
         nothing by default."""
 
+    @abstractmethod
     def __call__(self, output: Any, x: Tensor, y: Tensor) -> BatchLoss:
-        """The batch's loss and hits from the model's raw ``output``."""
-        raise NotImplementedError(f"{type(self).__name__} does not define its loss")
+        """The batch's loss and hits from the model's raw ``output``, its inputs ``x`` and
+        labels ``y``."""
 
     def start_epoch(self, epoch: int, epochs: int) -> dict[str, float]:
         """Called before epoch ``epoch`` (1-based) of ``epochs``; returns values to log in
         that epoch's ``history.csv`` row (none by default)."""
         return {}
 
-    def release(self) -> None:
+    def release(self) -> None:  # noqa: B027 (a no-op unless prepare attached something)
         """Remove what ``prepare`` attached (nothing by default)."""
 
     def params(self) -> dict[str, Any]:
