@@ -65,8 +65,14 @@ def seeds_value(text: str) -> tuple[int, ...]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Data, cutoffs, attacks, seeds, sizes, outputs."""
     add_data_option(parser, help="private data spec")
-    parser.add_argument("--public", default=None, metavar="SPEC", help="default: --data")
     parser.add_argument("--cutoffs", default="all", help="all or block boundaries K1,K2,...")
+    add_run_arguments(parser, out_help="sweep folder")
+
+
+def add_run_arguments(parser: argparse.ArgumentParser, *, out_help: str) -> None:
+    """What a sweep and a comparison (``fisher-mi compare``) share: the public data, attacks,
+    seeds, architectures, sizes, ``--quick``, device and output."""
+    parser.add_argument("--public", default=None, metavar="SPEC", help="default: --data")
     parser.add_argument("--attacks", default="gmi", help="gmi and/or kedmi, comma-separated")
     parser.add_argument(
         "--seeds", type=seeds_value, default=(0,), help="N (seeds 0..N-1) or a,b,c (default: 1)"
@@ -88,14 +94,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cpu)")
     parser.add_argument("--workers", dest="num_workers", type=non_negative_int, default=0)
-    add_out_option(parser, help="sweep folder")
+    add_out_option(parser, help=out_help)
 
 
-def _options(args: argparse.Namespace) -> dict[str, Any]:
+def run_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``SweepConfig`` fields of ``add_run_arguments``' options (the sizes given)."""
     given = {dest: getattr(args, dest) for dest, _ in TUNING.values()}
     return {
         **{key: value for key, value in given.items() if value is not None},
-        "cutoffs": args.cutoffs,
         "attacks": tuple(part.strip() for part in args.attacks.split(",") if part.strip()),
         "seeds": args.seeds,
         "arch": args.arch,
@@ -120,7 +126,8 @@ def _say_result(result: SweepResult) -> None:
 def run(args: argparse.Namespace) -> list[Path]:
     """Run or resume the sweep, then draw its figure."""
     device = init_from_environment(args.device)
-    result = sweep(args.data, out=args.out, quick=args.quick, device=device, **_options(args))
+    options = {**run_options(args), "cutoffs": args.cutoffs}
+    result = sweep(args.data, out=args.out, quick=args.quick, device=device, **options)
     if not is_main_process():
         return []
     if result.table.empty:

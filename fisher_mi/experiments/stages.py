@@ -27,6 +27,7 @@ from fisher_mi.attacks.inversion import ATTACKS, LOMMA
 from fisher_mi.attacks.priors import load_gan
 from fisher_mi.attacks.runner import BATCHES, run_attack
 from fisher_mi.data import load_for
+from fisher_mi.defenses import Defense
 from fisher_mi.errors import ConfigError
 from fisher_mi.experiments.steps import Step
 from fisher_mi.fisher import profile_splits
@@ -35,7 +36,7 @@ from fisher_mi.io import load_checkpoint
 from fisher_mi.models import build_model, load_model
 from fisher_mi.plan import FreezePlan
 from fisher_mi.rundir import check_listed, sha256
-from fisher_mi.training import CHECKPOINT, MODEL, Provenance, TrainConfig, train
+from fisher_mi.training import CHECKPOINT, MODEL, Objective, Provenance, TrainConfig, train
 
 DataFor = Callable[[nn.Module], Dataset]
 GAN_FILES = ("generator.pt", "discriminator.pt")
@@ -82,6 +83,7 @@ def train_into(
     provenance: Provenance,
     test: Dataset | None = None,
     plan: FreezePlan | None = None,
+    objective: Objective | None = None,
     progress: bool = False,
 ) -> list[Path]:
     """``train`` into a step's folder, continuing its checkpoint when resumed; its files."""
@@ -92,6 +94,7 @@ def train_into(
         test=test,
         plan=plan,
         provenance=provenance,
+        objective=objective,
         out=folder,
         resume=resumable(folder, resume),
         progress=progress,
@@ -110,14 +113,17 @@ def classifier_step(
     provenance: Provenance,
     test: DataFor | None = None,
     plan: Callable[[nn.Module], FreezePlan] | None = None,
+    defense: Defense | None = None,
     inputs: Sequence[str] = (),
     progress: bool = False,
 ) -> Step:
     """A classifier trained on ``data`` (target, evaluator, public pre-training): ``model()``
-    builds it (seeded, or loaded from an input step), ``plan(model)`` freezes its prefix."""
+    builds it (seeded, or loaded from an input step), ``plan(model)`` freezes its prefix;
+    with a ``defense``, the model is ``defense.model_for(model())`` (MID: its VIB head) and
+    the defense is the objective."""
 
     def run(out: Path, resume: bool) -> list[Path]:
-        built = model()
+        built = model() if defense is None else defense.model_for(model())
         return train_into(
             built,
             data(built),
@@ -127,6 +133,7 @@ def classifier_step(
             provenance=provenance,
             test=None if test is None else test(built),
             plan=None if plan is None else plan(built),
+            objective=defense,
             progress=progress,
         )
 

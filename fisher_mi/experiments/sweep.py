@@ -40,14 +40,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import pandas as pd
 import torch
 
 from fisher_mi.distributed import is_distributed, is_main_process, rank, solo, world_size
 from fisher_mi.errors import ConfigError
-from fisher_mi.experiments.steps import run_steps
+from fisher_mi.experiments.steps import Step, run_steps
 from fisher_mi.experiments.sweep_config import (
     PAPER_TRAINABLE_FRACTION,
     QUICK,
@@ -63,12 +63,15 @@ from fisher_mi.experiments.sweep_table import (
     HIT_COLUMNS,
     HITS_CSV,
     SETTINGS_JSON,
+    SWEEP,
     SWEEP_CSV,
     SWEEP_JSON,
     SWEEP_PNG,
+    Layout,
+    RowSource,
     SweepResult,
     check_settings,
-    read_rows,
+    read_tables,
     unit_done,
 )
 from fisher_mi.experiments.sweep_table import append_rows as _append
@@ -129,13 +132,44 @@ def run_sweep(config: SweepConfig, out: str | Path) -> SweepResult:
     out = Path(out)
     plan = Sweep(config, out)
     check_settings(out, config)
+    table, hits = run_units(plan, out, config.attacks, SWEEP)
+    verdicts = {m: verdict_of(plan, table[table["attack"] == m]) for m in config.attacks}
+    files = [out / SWEEP_CSV, out / HITS_CSV, out / SETTINGS_JSON]
+    if is_main_process():
+        files.append(write_json(out / SWEEP_JSON, _summary(plan, verdicts)))
+    return SweepResult(table, hits, verdicts, files)
+
+
+class Plan(RowSource, Protocol):
+    """An experiment as steps: the shared stages in jobs, its units, each unit's steps and
+    rows (``Sweep``, ``Compare``)."""
+
+    def shared_steps(self) -> list[list[Step]]:
+        """The stages every unit reads, in jobs (one rank each)."""
+
+    def units(self) -> Sequence[Any]:
+        """Every unit, in order (read after the shared stages are done)."""
+
+    def unit_steps(self, unit: Any) -> list[Step]:
+        """Everything one unit needs, in order."""
+
+
+def run_units(
+    plan: Plan, out: Path, attacks: Sequence[str], layout: Layout
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Run (or resume) ``plan`` into ``out``; returns its results table and hits.
+
+    First the shared stages, split by job across ranks, then the units whose rows are not all
+    in the table, in rounds of one unit per rank; each run computed by one process alone
+    (``solo``), rank 0 appending each round's rows (``layout``'s tables).
+    """
     me, width = rank(), world_size()  # read outside solo(), inside which every rank is 0 of 1
     mine = rank_share(plan.shared_steps(), me, width)
     with solo():
         run_steps([step for job in mine for step in job])
     _barrier()
-    table, hits = read_rows(out / SWEEP_CSV, COLUMNS), read_rows(out / HITS_CSV, HIT_COLUMNS)
-    todo = [u for u in plan.units() if not unit_done(table, u, config.attacks)]
+    table, hits = read_tables(out, layout)
+    todo = [u for u in plan.units() if not unit_done(table, u, attacks, layout)]
     for start in range(0, len(todo), width):
         round_units = todo[start : start + width]
         mine = rank_share(round_units, me, width)
@@ -144,13 +178,8 @@ def run_sweep(config: SweepConfig, out: str | Path) -> SweepResult:
                 run_steps(plan.unit_steps(unit))
         _barrier()
         if is_main_process():
-            table, hits = _append(plan, out, table, hits, round_units)
-    table, hits = read_rows(out / SWEEP_CSV, COLUMNS), read_rows(out / HITS_CSV, HIT_COLUMNS)
-    verdicts = {m: verdict_of(plan, table[table["attack"] == m]) for m in config.attacks}
-    files = [out / SWEEP_CSV, out / HITS_CSV, out / SETTINGS_JSON]
-    if is_main_process():
-        files.append(write_json(out / SWEEP_JSON, _summary(plan, verdicts)))
-    return SweepResult(table, hits, verdicts, files)
+            table, hits = _append(plan, out, table, hits, round_units, layout)
+    return read_tables(out, layout)
 
 
 def auto_cutoffs(plan: Sweep) -> dict[int, int]:

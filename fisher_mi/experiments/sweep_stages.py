@@ -17,6 +17,7 @@ from torch import nn
 from fisher_mi.attacks.folder import METRICS
 from fisher_mi.attacks.gan_training import GANTrainConfig
 from fisher_mi.data import load_dataset, load_for
+from fisher_mi.defenses import Defense
 from fisher_mi.errors import ConfigError
 from fisher_mi.experiments.stages import (
     attack_step,
@@ -237,14 +238,18 @@ class Sweep:
 
     # ---------------------------------------------------------------- per unit
 
-    def model_step(self, unit: Unit) -> Step:
-        """The unit's target: from scratch, or TL at its cutoff (the seed's fitted head)."""
+    def model_step(self, unit: Unit, defense: Defense | None = None) -> Step:
+        """The unit's target: from scratch, or TL at its cutoff (the seed's fitted head);
+        with a ``defense``, trained under it (``compare``; its record joins the step's)."""
         config = self._train_config(unit.seed, self.config.epochs)
         record = self._record(config, cutoff=unit.cutoff, public=self.public_spec)
+        if defense is not None:
+            record["defense"] = defense.record()
         common = {
             "data": given(self.private),
             "test": given(self.test),
             "config": config,
+            "defense": defense,
         }
         if unit.cutoff is None:
             model = seeded(self.arch, self.classes, unit.seed)
@@ -292,10 +297,14 @@ class Sweep:
             inputs=(unit.name, prior, "evaluator"),
         )
 
-    def unit_steps(self, unit: Unit) -> list[Step]:
-        """Everything one unit needs, in order (shared stages are reused)."""
+    def unit_steps(self, unit: Unit, defense: Defense | None = None) -> list[Step]:
+        """Everything one unit needs, in order (shared stages are reused): a TL model reads
+        its seed's pre-training and fitted head, a model from scratch neither; ``defense``
+        goes to ``model_step``."""
         steps = [self.evaluator_step(), self.gan_step("gmi")]
-        steps += [self.pretrain_step(unit.seed), self.head_step(unit.seed), self.model_step(unit)]
+        if unit.cutoff is not None:
+            steps += [self.pretrain_step(unit.seed), self.head_step(unit.seed)]
+        steps.append(self.model_step(unit, defense))
         for method in self.config.attacks:
             if method != "gmi":
                 steps.append(self.gan_step(method, unit))
@@ -314,8 +323,7 @@ class Sweep:
         landed = ",".join(r for r in SWEPT_RULES if rules[r].get("lands", -1) == unit.cutoff)
         rows, hits = [], []
         for method in self.config.attacks:
-            folder = self.out / self.attack_step(unit, method).name
-            metrics = json.loads((folder / METRICS).read_text())
+            scores, table = attack_scores(self.out / self.attack_step(unit, method).name)
             rows.append(
                 {
                     "cutoff": unit.cutoff,
@@ -324,14 +332,24 @@ class Sweep:
                     if unit.cutoff is None
                     else trainable_fraction(self.layers_model, unit.cutoff),
                     "seed": unit.seed,
-                    "natural_accuracy": metrics["natural_accuracy"],
                     "attack": method,
-                    "top1": metrics["top1"]["mean"],
-                    "top5": (metrics["top5"] or {}).get("mean", math.nan),
-                    "knn_sq": metrics["knn_sq_mean"],
                     "rule": landed if unit.cutoff is not None else "",
+                    **scores,
                 }
             )
-            table = read_table(folder / "attack.csv")[["identity", "draw", "top1"]]
             hits.append(table.assign(cutoff=unit.cutoff, seed=unit.seed, attack=method))
         return rows, hits
+
+
+def attack_scores(folder: Path) -> tuple[dict[str, float], pd.DataFrame]:
+    """An attack step's numbers for a results row (``natural_accuracy``, ``top1``, ``top5``,
+    ``knn_sq``: the means of its ``metrics.json``) and its per-image hits (``identity``,
+    ``draw``, ``top1``)."""
+    metrics = json.loads((folder / METRICS).read_text())
+    scores = {
+        "natural_accuracy": metrics["natural_accuracy"],
+        "top1": metrics["top1"]["mean"],
+        "top5": (metrics["top5"] or {}).get("mean", math.nan),
+        "knn_sq": metrics["knn_sq_mean"],
+    }
+    return scores, read_table(folder / "attack.csv")[["identity", "draw", "top1"]]

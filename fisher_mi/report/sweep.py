@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 REFERENCE_LABEL = "undefended (from scratch)"
 
 
-def _errors(points: pd.DataFrame, value: str) -> list[list[float]] | None:
+def error_bars(points: pd.DataFrame, value: str) -> list[list[float]] | None:
     """Asymmetric error bars from the interval columns (None where there is no interval)."""
     low, high = points[f"{value}_low"], points[f"{value}_high"]
     if low.isna().all():
@@ -39,8 +39,8 @@ def _panel(ax: Axes, points: pd.DataFrame, attack: str) -> None:
     ax.errorbar(
         tl["top1"],
         tl["natural_accuracy"],
-        xerr=_errors(tl, "top1"),
-        yerr=_errors(tl, "natural_accuracy"),
+        xerr=error_bars(tl, "top1"),
+        yerr=error_bars(tl, "natural_accuracy"),
         fmt="o-",
         capsize=3,
         label="TL-DMI at a cutoff",
@@ -61,8 +61,8 @@ def _panel(ax: Axes, points: pd.DataFrame, attack: str) -> None:
         ax.errorbar(
             [ref["top1"]],
             [ref["natural_accuracy"]],
-            xerr=_errors(reference, "top1"),
-            yerr=_errors(reference, "natural_accuracy"),
+            xerr=error_bars(reference, "top1"),
+            yerr=error_bars(reference, "natural_accuracy"),
             fmt="*",
             markersize=14,
             color="black",
@@ -127,7 +127,7 @@ def landings_figure(series: pd.DataFrame, landings: pd.DataFrame, best_cutoff: i
         ax.errorbar(
             tl["cutoff"],
             tl[value],
-            yerr=_errors(tl, value),
+            yerr=error_bars(tl, value),
             fmt="o-",
             capsize=3,
             label="TL-DMI at a cutoff",
