@@ -10,6 +10,7 @@ from fisher_mi.data import load_dataset
 from fisher_mi.errors import FisherMIError
 from fisher_mi.evaluate import accuracy, check_evaluator, features_and_logits, score_run
 from fisher_mi.experiments import DemoConfig, run_demo
+from fisher_mi.experiments.compare import compare
 from fisher_mi.experiments.sweep import sweep
 from fisher_mi.fisher import fisher_diagonal, profile
 from fisher_mi.models import build_model, load_model, named_layers, save_model
@@ -31,6 +32,7 @@ __all__ = [
     "build_model",
     "build_report",
     "check_evaluator",
+    "compare",
     "features_and_logits",
     "fisher_diagonal",
     "invert",

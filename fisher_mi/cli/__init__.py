@@ -3,11 +3,12 @@
 ``commands`` (the registry), ``options`` (option groups shared by the commands), ``common``
 (what several commands do alike), ``main`` (parser, checks before work, run folders, errors),
 and one module per subcommand: ``profile``, ``plan``, ``train``, ``attack``, ``evaluate``,
-``demo``, ``report``, ``sweep``.
+``demo``, ``report``, ``sweep``, ``compare``.
 """
 
 from fisher_mi.cli import (  # noqa: F401  (importing registers the commands)
     attack,
+    compare,
     demo,
     evaluate,
     plan,
