@@ -12,10 +12,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+import fisher_mi.experiments.sweep as sweep_module
 from fisher_mi.cli import main
 from fisher_mi.errors import ConfigError
 from fisher_mi.experiments.compare import (
     COLUMNS,
+    COMPARE,
     Compare,
     compare,
     compare_series,
@@ -26,6 +28,7 @@ from fisher_mi.experiments.compare_config import (
     parse_defenses,
     parse_grid,
 )
+from fisher_mi.experiments.sweep import run_units
 from fisher_mi.experiments.sweep_config import SweepConfig
 from fisher_mi.io import load_checkpoint
 from fisher_mi.report.compare import REFERENCE_LABEL, compare_figure
@@ -131,6 +134,37 @@ def test_pretraining_is_shared_only_when_a_tl_defense_is_compared(tmp_path: Path
         "seed-0/head",
         "seed-0/rules",
     ]
+
+
+class _Visits:
+    """A stand-in plan: no shared stage, three units, each visit recorded (no training)."""
+
+    def __init__(self) -> None:
+        self.visited: list[str] = []
+
+    def shared_steps(self) -> list:
+        return []
+
+    def units(self) -> list[DefenseUnit]:
+        return _config("none,mid", ["beta=0.01,0.02"]).units()
+
+    def unit_steps(self, unit: DefenseUnit) -> list:
+        self.visited.append(unit.name)
+        return []
+
+
+def test_under_torchrun_each_rank_trains_its_share_of_the_units(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rank 1 of 2 (as torchrun would run it) visits the second unit of each round of two,
+    and (not being rank 0) appends no rows."""
+    monkeypatch.setattr(sweep_module, "rank", lambda: 1)
+    monkeypatch.setattr(sweep_module, "world_size", lambda: 2)
+    monkeypatch.setattr(sweep_module, "is_main_process", lambda: False)
+    plan = _Visits()
+    table, _ = run_units(plan, tmp_path, ("gmi",), COMPARE)
+    assert plan.visited == ["seed-0/mid-beta=0.01"]  # of none, mid 0.01 | mid 0.02
+    assert table.empty and not (tmp_path / "compare.csv").exists()
 
 
 def _row(defense: str, params: str, seed: int, accuracy: float, top1: float) -> dict:
