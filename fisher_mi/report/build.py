@@ -14,14 +14,16 @@ its own prior (``baselines.verdict``): then no drop under TL-DMI can be read as 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from fisher_mi.errors import ConfigError
 from fisher_mi.evaluate.scoring import BEATS_PRIOR, VERDICT_ALPHA
+from fisher_mi.experiments.sweep_stats import sweep_series
+from fisher_mi.experiments.sweep_table import SWEEP_PNG
 from fisher_mi.io import write_text
+from fisher_mi.report.markdown import number, pipe_table, rate
 from fisher_mi.report.run_figures import (
     ATTACK_FIGURE,
     FIGURES,
@@ -32,6 +34,8 @@ from fisher_mi.report.run_figures import (
     plot_training,
 )
 from fisher_mi.report.runs import PER_TARGET, AttackRun, ModelRun, Runs, read_runs
+from fisher_mi.report.sweep import plot_sweep
+from fisher_mi.report.sweep_section import sweep_markdown
 
 REPORT = "report.md"
 INCONCLUSIVE = "inconclusive: the undefended attack does not beat chance and its own prior"
@@ -42,22 +46,6 @@ def report_outputs(out: Path) -> tuple[Path, ...]:
     """The files ``build_report`` writes into ``out``."""
     figures = (FISHER_FIGURE, ATTACK_FIGURE, TRAINING_FIGURE)
     return (out / REPORT, *(out / FIGURES / name for name in figures))
-
-
-def _number(value: float | None) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "n/a"
-    return f"{value:.6f}"
-
-
-def _rate(entry: dict[str, Any] | None) -> str:
-    return "n/a" if entry is None else _number(entry["mean"])
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
-    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def _intro(runs: Runs) -> list[str]:
@@ -89,15 +77,15 @@ def _models(runs: Runs) -> str:
             m.pretrained_on or "-",
             len(m.history),
             int(m.kept["epoch"]),
-            _number(m.kept.get("validation_accuracy")),
-            _number(m.kept.get("test_accuracy")),
+            number(m.kept.get("validation_accuracy")),
+            number(m.kept.get("test_accuracy")),
             f"{m.frozen} of {m.layers}",
         ]
         for m in runs.models
     ]
     header = ["model", "role", "pre-trained on", "epochs", "kept epoch", "validation acc.",
               "private-test acc.", "frozen layers"]  # fmt: skip
-    return _table(header, rows)
+    return pipe_table(header, rows)
 
 
 def _attacks(runs: Runs) -> str:
@@ -110,19 +98,19 @@ def _attacks(runs: Runs) -> str:
                 f"`{a.model}`",
                 f"`{a.name}`",
                 a.method,
-                _number(m["natural_accuracy"]),
-                _rate(m["top1"]),
-                _rate(m["top5"]),
-                _number(m["knn_sq_mean"]),
-                _number(base["chance"]["top1"]),
-                _rate(prior.get("top1")),
-                _number(prior.get("knn_sq_mean")),
+                number(m["natural_accuracy"]),
+                rate(m["top1"]),
+                rate(m["top5"]),
+                number(m["knn_sq_mean"]),
+                number(base["chance"]["top1"]),
+                rate(prior.get("top1")),
+                number(prior.get("knn_sq_mean")),
                 base.get("verdict") or "n/a",
             ]
         )
     header = ["model", "run", "attack", "natural acc.", "top-1", "top-5", "KNN dist²",
               "chance top-1", "prior-only top-1", "prior-only KNN dist²", "verdict"]  # fmt: skip
-    return _table(header, rows)
+    return pipe_table(header, rows)
 
 
 def _protocols(runs: Runs) -> str:
@@ -138,14 +126,14 @@ def _protocols(runs: Runs) -> str:
                 p["iterations"],
                 p["batch_size"],
                 evaluator.get("arch", "n/a"),
-                f"{_number(evaluator.get('accuracy_private_test'))} / "
-                f"{_number(evaluator.get('accuracy_private_train'))}",
+                f"{number(evaluator.get('accuracy_private_test'))} / "
+                f"{number(evaluator.get('accuracy_private_train'))}",
                 a.metrics["protocol_hash"][:HASH_DIGITS],
             ]
         )
     header = ["run", "identities", "draws per identity", "seed", "iterations", "batch size",
               "evaluator", "evaluator acc. (private-test / train)", "protocol hash"]  # fmt: skip
-    return _table(header, rows)
+    return pipe_table(header, rows)
 
 
 def _beats_baselines(attack: AttackRun) -> bool:
@@ -185,8 +173,8 @@ def _comparison_rows(runs: Runs) -> list[list[Any]]:
                 else INCONCLUSIVE
             )
             rows.append(
-                [undefended.method, f"`{undefended.model}`", _number(before),
-                 f"`{defended.model}`", _number(after), reading]
+                [undefended.method, f"`{undefended.model}`", number(before),
+                 f"`{defended.model}`", number(after), reading]
             )  # fmt: skip
     return rows
 
@@ -204,7 +192,7 @@ def _fisher(runs: Runs) -> str:
                     f"{table['fisher_trace'].sum():.6g}",
                 ]
             )
-    return _table(["table", "split", "estimator", "n", "total trace"], rows)
+    return pipe_table(["table", "split", "estimator", "n", "total trace"], rows)
 
 
 def _shares(runs: Runs) -> str:
@@ -220,7 +208,7 @@ def _shares(runs: Runs) -> str:
         [depth, f"`{layer}`", *(values.get(c, "-") for c in columns)]
         for (depth, layer), values in sorted(layers.items())
     ]
-    return _table(["depth", "layer", *columns], rows)
+    return pipe_table(["depth", "layer", *columns], rows)
 
 
 def _figures(runs: Runs, out: Path) -> list[Path]:
@@ -232,11 +220,16 @@ def _figures(runs: Runs, out: Path) -> list[Path]:
         drawn.append(plot_attacks(runs.attacks, folder / ATTACK_FIGURE))
     if runs.models:
         drawn.append(plot_training(runs.models, folder / TRAINING_FIGURE))
+    for sweep in runs.sweeps:
+        name = f"sweep-{sweep.name.replace('/', '-')}.png" if sweep.name else SWEEP_PNG
+        drawn.append(plot_sweep(sweep_series(sweep.table, sweep.hits), folder / name))
     return drawn
 
 
 def _markdown(runs: Runs, figures: Sequence[Path], out: Path) -> str:
     parts = ["# fisher_mi report", "", *_intro(runs), ""]
+    for sweep in runs.sweeps:
+        parts += sweep_markdown(sweep)
     if runs.models:
         parts += ["## Models", "", _models(runs), ""]
     if runs.attacks:
@@ -247,15 +240,16 @@ def _markdown(runs: Runs, figures: Sequence[Path], out: Path) -> str:
         comparisons = _comparison_rows(runs)
         if comparisons:
             header = ["attack", "undefended", "top-1", "TL-DMI", "top-1", "reading"]
-            parts += ["## Undefended against TL-DMI", "", _table(header, comparisons), ""]
+            parts += ["## Undefended against TL-DMI", "", pipe_table(header, comparisons), ""]
     if runs.fisher:
         parts += ["## Fisher: classification task against MI task", "", _fisher(runs), "",
                   "Each split's share of its own total trace, per layer (shapes compare "
                   "across splits whatever their scale):", "", _shares(runs), ""]  # fmt: skip
     if runs.steps:
         rows = [[f"`{s['step']}`", f"{s['seconds']:.1f}"] for s in runs.steps]
+        timings = pipe_table(["step", "seconds"], rows)
         parts += ["## Step timings", "", "Wall-clock seconds of each step when it ran, as its "
-                  "manifest recorded them.", "", _table(["step", "seconds"], rows), ""]  # fmt: skip
+                  "manifest recorded them.", "", timings, ""]  # fmt: skip
     if figures:
         parts += ["## Figures", ""]
         parts += [f"![{p.stem}]({p.relative_to(out).as_posix()})" for p in figures] + [""]
@@ -281,10 +275,10 @@ def build_report(run_dirs: Sequence[str | Path], *, out: str | Path | None = Non
         raise ConfigError("several run folders make one report: give --out DIR for it")
     target = Path(out) if out is not None else folders[0]
     runs = read_runs(folders)
-    if not (runs.models or runs.attacks or runs.fisher):
+    if not (runs.models or runs.attacks or runs.fisher or runs.sweeps):
         raise ConfigError(
-            f"{', '.join(map(str, folders))} hold no history.csv, fisher.csv or metrics.json; "
-            "give folders written by fisher-mi"
+            f"{', '.join(map(str, folders))} hold no history.csv, fisher.csv, metrics.json or "
+            "sweep.csv; give folders written by fisher-mi"
         )
     _comparison_rows(runs)  # refuse mixed protocols before anything is written
     figures = _figures(runs, target)

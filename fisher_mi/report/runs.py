@@ -1,5 +1,6 @@
 """Saved runs read back for a report: models (``history.csv``, ``plan.json``, ``model.pt``),
-attacks (``metrics.json``), Fisher tables (``fisher.csv``) and step timings (manifests).
+attacks (``metrics.json``), Fisher tables (``fisher.csv``), cutoff sweeps (``sweep.csv``,
+``hits.csv``, ``sweep.json``) and step timings (manifests).
 
 Each file is read only as its folder's manifest vouches for it (``rundir.check_listed``), so a
 report never shows the numbers of an interrupted run. Runs are named by their folder relative
@@ -22,6 +23,7 @@ import pandas as pd
 from fisher_mi.errors import DataError
 from fisher_mi.evaluate import protocol_hash
 from fisher_mi.experiments.demo import DEMO_RECORD
+from fisher_mi.experiments.sweep_table import HITS_CSV, SWEEP, SWEEP_CSV, SWEEP_JSON, read_tables
 from fisher_mi.io import load_checkpoint, read_table
 from fisher_mi.rundir import MANIFEST, check_listed, read_manifest, sha256
 
@@ -74,6 +76,17 @@ class FisherRun:
     record: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class SweepRun:
+    """A cutoff sweep: its rows (``sweep.csv``), per-image hits (``hits.csv``) and summary
+    (``sweep.json``: the verdict per attack, where each rule landed per seed, the protocol)."""
+
+    name: str
+    table: pd.DataFrame
+    hits: pd.DataFrame
+    summary: dict[str, Any]
+
+
 @dataclass
 class Runs:
     """Everything a report shows, read from the saved files."""
@@ -82,6 +95,7 @@ class Runs:
     attacks: list[AttackRun] = field(default_factory=list)
     fisher: list[FisherRun] = field(default_factory=list)
     steps: list[dict[str, Any]] = field(default_factory=list)
+    sweeps: list[SweepRun] = field(default_factory=list)
     demo: dict[str, Any] | None = None
 
 
@@ -148,6 +162,15 @@ def _step_timings(root: Path, prefix: str) -> list[dict[str, Any]]:
     return rows
 
 
+def _sweep_run(path: Path, root: Path, prefix: str) -> SweepRun:
+    """The sweep whose ``sweep.csv`` is ``path``, each of its files as the manifest vouches."""
+    folder = path.parent
+    for name in (SWEEP_CSV, HITS_CSV):
+        check_listed(folder / name)
+    table, hits = read_tables(folder, SWEEP)
+    return SweepRun(_name(folder, root, prefix), table, hits, _json(folder / SWEEP_JSON))
+
+
 def read_runs(run_dirs: Sequence[Path]) -> Runs:
     """Read every model, attack, Fisher table and step timing below ``run_dirs``."""
     runs = Runs()
@@ -173,6 +196,7 @@ def read_runs(run_dirs: Sequence[Path]) -> Runs:
                     _name(path.parent, root, prefix), _method(metrics["protocol"]), None, metrics
                 )
             )
+        runs.sweeps += [_sweep_run(path, root, prefix) for path in _files(root, SWEEP_CSV)]
         runs.steps += _step_timings(root, prefix)
         if (root / DEMO_RECORD).is_file() and len(run_dirs) == 1:
             runs.demo = _json(root / DEMO_RECORD)
