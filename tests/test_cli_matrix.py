@@ -98,6 +98,7 @@ VALID: dict[str, Callable[[Path], list[str]]] = {
     ],
     "evaluate": lambda t: [str(t / "run"), "--evaluator", str(_model(t)), "--data", "digits"],
     "sweep": lambda t: ["--data", "digits", "--cutoffs", "0", "--quick", "--max-steps", "1"],
+    "compare": lambda t: ["--data", "digits", "--defenses", "none", "--quick", "--max-steps", "1"],
 }
 
 
