@@ -15,7 +15,14 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from fisher_mi.experiments.sweep_stats import MAX_ACCURACY_COST
-from fisher_mi.io import atomic_path
+from fisher_mi.report.tradeoff import (
+    error_bars,
+    finish_panel,
+    panels_figure,
+    points_with_bars,
+    reference_star,
+    save_png,
+)
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -24,27 +31,11 @@ if TYPE_CHECKING:
 REFERENCE_LABEL = "undefended (from scratch)"
 
 
-def error_bars(points: pd.DataFrame, value: str) -> list[list[float]] | None:
-    """Asymmetric error bars from the interval columns (None where there is no interval)."""
-    low, high = points[f"{value}_low"], points[f"{value}_high"]
-    if low.isna().all():
-        return None
-    return [(points[value] - low).fillna(0).tolist(), (high - points[value]).fillna(0).tolist()]
-
-
 def _panel(ax: Axes, points: pd.DataFrame, attack: str) -> None:
     """One attack: the TL points by cutoff, the reference star, the rules' labels."""
     tl = points[points["cutoff"].notna()].sort_values("cutoff")
     reference = points[points["cutoff"].isna()]
-    ax.errorbar(
-        tl["top1"],
-        tl["natural_accuracy"],
-        xerr=error_bars(tl, "top1"),
-        yerr=error_bars(tl, "natural_accuracy"),
-        fmt="o-",
-        capsize=3,
-        label="TL-DMI at a cutoff",
-    )
+    points_with_bars(ax, tl, fmt="o-", capsize=3, label="TL-DMI at a cutoff")
     for _, point in tl.iterrows():
         text = f"{point['cutoff']} ({point['trainable_fraction']:.1%})"
         if point["rules"]:
@@ -57,50 +48,24 @@ def _panel(ax: Axes, points: pd.DataFrame, attack: str) -> None:
             textcoords="offset points",
         )
     if not reference.empty:
-        ref = reference.iloc[0]
-        ax.errorbar(
-            [ref["top1"]],
-            [ref["natural_accuracy"]],
-            xerr=error_bars(reference, "top1"),
-            yerr=error_bars(reference, "natural_accuracy"),
-            fmt="*",
-            markersize=14,
-            color="black",
-            label=REFERENCE_LABEL,
-        )
+        reference_star(ax, reference, REFERENCE_LABEL)
         ax.axhline(
-            ref["natural_accuracy"] - MAX_ACCURACY_COST,
+            reference["natural_accuracy"].iloc[0] - MAX_ACCURACY_COST,
             color="0.5",
             linestyle=":",
             label=f"{MAX_ACCURACY_COST:.0%} below the undefended accuracy",
         )
-    seeds = int(points["n_seeds"].max())
-    ax.set_title(f"{attack} ({seeds} seed{'s' if seeds > 1 else ''}; labels: cutoff (trained))")
-    ax.set_xlabel("attack top-1 (evaluator)")
-    ax.set_ylabel("natural accuracy (private-test)")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
+    finish_panel(ax, points, attack, "cutoff (trained)")
 
 
 def sweep_figure(series: pd.DataFrame) -> Figure:
     """The figure of ``sweep_series``: one panel per attack (module docstring)."""
-    from matplotlib.figure import Figure
-
-    attacks = list(dict.fromkeys(series["attack"]))
-    fig = Figure(figsize=(6.0 * len(attacks), 4.8))
-    axes = fig.subplots(1, len(attacks), squeeze=False)[0]
-    for ax, attack in zip(axes, attacks, strict=True):
-        _panel(ax, series[series["attack"] == attack], attack)
-    fig.tight_layout()
-    return fig
+    return panels_figure(series, _panel, width=6.0, height=4.8)
 
 
 def plot_sweep(series: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
     """Save ``sweep_figure(series)`` as PNG, atomically."""
-    fig = sweep_figure(series)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    return Path(path)
+    return save_png(sweep_figure(series), path)
 
 
 BEST_LABEL = "best point"
