@@ -20,9 +20,12 @@ from typing import Any
 
 from fisher_mi.errors import ConfigError
 from fisher_mi.evaluate.scoring import BEATS_PRIOR, VERDICT_ALPHA
+from fisher_mi.experiments.compare import COMPARE_PNG, compare_series
 from fisher_mi.experiments.sweep_stats import sweep_series
 from fisher_mi.experiments.sweep_table import SWEEP_PNG
 from fisher_mi.io import write_text
+from fisher_mi.report.compare import plot_compare
+from fisher_mi.report.compare_section import compare_markdown
 from fisher_mi.report.markdown import number, pipe_table, rate
 from fisher_mi.report.run_figures import (
     ATTACK_FIGURE,
@@ -221,15 +224,25 @@ def _figures(runs: Runs, out: Path) -> list[Path]:
     if runs.models:
         drawn.append(plot_training(runs.models, folder / TRAINING_FIGURE))
     for sweep in runs.sweeps:
-        name = f"sweep-{sweep.name.replace('/', '-')}.png" if sweep.name else SWEEP_PNG
-        drawn.append(plot_sweep(sweep_series(sweep.table, sweep.hits), folder / name))
+        series = sweep_series(sweep.table, sweep.hits)
+        drawn.append(plot_sweep(series, folder / _run_figure(SWEEP_PNG, sweep.name)))
+    for comparison in runs.comparisons:
+        series = compare_series(comparison.table)
+        drawn.append(plot_compare(series, folder / _run_figure(COMPARE_PNG, comparison.name)))
     return drawn
+
+
+def _run_figure(png: str, run: str) -> str:
+    """``sweep.png`` for the one run reported, ``sweep-<run>.png`` beside others."""
+    return f"{Path(png).stem}-{run.replace('/', '-')}.png" if run else png
 
 
 def _markdown(runs: Runs, figures: Sequence[Path], out: Path) -> str:
     parts = ["# fisher_mi report", "", *_intro(runs), ""]
     for sweep in runs.sweeps:
         parts += sweep_markdown(sweep)
+    for comparison in runs.comparisons:
+        parts += compare_markdown(comparison)
     if runs.models:
         parts += ["## Models", "", _models(runs), ""]
     if runs.attacks:
@@ -275,10 +288,10 @@ def build_report(run_dirs: Sequence[str | Path], *, out: str | Path | None = Non
         raise ConfigError("several run folders make one report: give --out DIR for it")
     target = Path(out) if out is not None else folders[0]
     runs = read_runs(folders)
-    if not (runs.models or runs.attacks or runs.fisher or runs.sweeps):
+    if not (runs.models or runs.attacks or runs.fisher or runs.sweeps or runs.comparisons):
         raise ConfigError(
-            f"{', '.join(map(str, folders))} hold no history.csv, fisher.csv, metrics.json or "
-            "sweep.csv; give folders written by fisher-mi"
+            f"{', '.join(map(str, folders))} hold no history.csv, fisher.csv, metrics.json, "
+            "sweep.csv or compare.csv; give folders written by fisher-mi"
         )
     _comparison_rows(runs)  # refuse mixed protocols before anything is written
     figures = _figures(runs, target)

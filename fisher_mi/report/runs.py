@@ -1,6 +1,7 @@
 """Saved runs read back for a report: models (``history.csv``, ``plan.json``, ``model.pt``),
 attacks (``metrics.json``), Fisher tables (``fisher.csv``), cutoff sweeps (``sweep.csv``,
-``hits.csv``, ``sweep.json``) and step timings (manifests).
+``hits.csv``, ``sweep.json``), comparisons of defenses (``compare.csv``, ``compare.json``) and
+step timings (manifests).
 
 Each file is read only as its folder's manifest vouches for it (``rundir.check_listed``), so a
 report never shows the numbers of an interrupted run. Runs are named by their folder relative
@@ -22,6 +23,7 @@ import pandas as pd
 
 from fisher_mi.errors import DataError
 from fisher_mi.evaluate import protocol_hash
+from fisher_mi.experiments.compare import COMPARE, COMPARE_CSV, COMPARE_JSON
 from fisher_mi.experiments.demo import DEMO_RECORD
 from fisher_mi.experiments.sweep_table import HITS_CSV, SWEEP, SWEEP_CSV, SWEEP_JSON, read_tables
 from fisher_mi.io import load_checkpoint, read_table
@@ -87,6 +89,15 @@ class SweepRun:
     summary: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class CompareRun:
+    """A comparison of defenses: its rows (``compare.csv``) and protocol (``compare.json``)."""
+
+    name: str
+    table: pd.DataFrame
+    summary: dict[str, Any]
+
+
 @dataclass
 class Runs:
     """Everything a report shows, read from the saved files."""
@@ -96,6 +107,7 @@ class Runs:
     fisher: list[FisherRun] = field(default_factory=list)
     steps: list[dict[str, Any]] = field(default_factory=list)
     sweeps: list[SweepRun] = field(default_factory=list)
+    comparisons: list[CompareRun] = field(default_factory=list)
     demo: dict[str, Any] | None = None
 
 
@@ -171,6 +183,15 @@ def _sweep_run(path: Path, root: Path, prefix: str) -> SweepRun:
     return SweepRun(_name(folder, root, prefix), table, hits, _json(folder / SWEEP_JSON))
 
 
+def _compare_run(path: Path, root: Path, prefix: str) -> CompareRun:
+    """The comparison whose ``compare.csv`` is ``path``, as its manifest vouches."""
+    folder = path.parent
+    for name in (COMPARE_CSV, HITS_CSV):
+        check_listed(folder / name)
+    table, _hits = read_tables(folder, COMPARE)
+    return CompareRun(_name(folder, root, prefix), table, _json(folder / COMPARE_JSON))
+
+
 def read_runs(run_dirs: Sequence[Path]) -> Runs:
     """Read every model, attack, Fisher table and step timing below ``run_dirs``."""
     runs = Runs()
@@ -197,6 +218,7 @@ def read_runs(run_dirs: Sequence[Path]) -> Runs:
                 )
             )
         runs.sweeps += [_sweep_run(path, root, prefix) for path in _files(root, SWEEP_CSV)]
+        runs.comparisons += [_compare_run(path, root, prefix) for path in _files(root, COMPARE_CSV)]
         runs.steps += _step_timings(root, prefix)
         if (root / DEMO_RECORD).is_file() and len(run_dirs) == 1:
             runs.demo = _json(root / DEMO_RECORD)

@@ -10,17 +10,10 @@ from typing import Any
 import pandas as pd
 
 from fisher_mi.experiments.sweep_stats import best_point, rule_landings, sweep_series
-from fisher_mi.report.markdown import number, pipe_table
+from fisher_mi.report.markdown import lengths, number, pipe_table, seeds, with_interval
 from fisher_mi.report.runs import SweepRun
 
 UNDEFENDED = "undefended"
-
-
-def _interval(point: pd.Series, value: str) -> str:
-    """``mean [low, high]`` (``mean`` alone where one seed gives no interval)."""
-    low, high = point[f"{value}_low"], point[f"{value}_high"]
-    mean = number(float(point[value]))
-    return mean if pd.isna(low) else f"{mean} [{number(float(low))}, {number(float(high))}]"
 
 
 def _cutoff(value: Any) -> int | None:
@@ -28,26 +21,14 @@ def _cutoff(value: Any) -> int | None:
     return None if pd.isna(value) else int(value)
 
 
-def _seeds(n: int) -> str:
-    return f"{n} seed{'s' if n != 1 else ''}"
-
-
 def _protocol(sweep: SweepRun) -> str:
     protocol = sweep.summary["protocol"]
     settings = protocol["settings"]
-    lengths = ", ".join(
-        f"{key.replace('_', ' ')} {settings[key]}"
-        for key in ("pretrain_epochs", "head_epochs", "epochs", "max_steps", "gan_steps",
-                    "iterations", "per_identity", "profile_samples")
-        if settings.get(key) is not None
-    )  # fmt: skip
     return (
         f"Data `{settings['data']}`; target `{protocol['arch']}`, evaluator "
         f"`{protocol['evaluator_arch']}`; seeds {', '.join(map(str, protocol['seeds']))}; "
         f"cutoffs {', '.join(map(str, protocol['cutoffs']))} (block starts "
-        f"{', '.join(map(str, protocol['block_starts']))}); {lengths}"
-        + ("" if settings.get("iterations") else " (attack iterations: each method's default)")
-        + "."
+        f"{', '.join(map(str, protocol['block_starts']))}); {lengths(settings)}."
     )
 
 
@@ -65,8 +46,8 @@ def _points(sweep: SweepRun) -> str:
                 UNDEFENDED if pd.isna(cutoff) else int(cutoff),
                 number(point["trainable_fraction"]),
                 int(point["n_seeds"]),
-                _interval(point, "natural_accuracy"),
-                _interval(point, "top1"),
+                with_interval(point, "natural_accuracy"),
+                with_interval(point, "top1"),
                 number(float(knn.get(key, float("nan")))),
                 point["rules"] or "-",
             ]
@@ -107,11 +88,11 @@ def _verdict(verdict: dict[str, Any]) -> str:
     reach = (
         "this many seeds can reject at that level"
         if verdict["can_reject"]
-        else f"with {_seeds(verdict['n_seeds'])} the smallest attainable p is "
+        else f"with {seeds(verdict['n_seeds'])} the smallest attainable p is "
         f"{verdict['smallest_p_value']:.4g}, so this verdict carries no weight"
     )
     return (
-        f"**{verdict['verdict']}** (paired over {_seeds(verdict['n_seeds'])}: mean top-1 "
+        f"**{verdict['verdict']}** (paired over {seeds(verdict['n_seeds'])}: mean top-1 "
         f"difference auto - best {verdict['mean_difference']:+.6f}, one-sided sign-flip p = "
         f"{verdict['p_value']:.4g} at alpha {verdict['alpha']}; {reach})."
     )
