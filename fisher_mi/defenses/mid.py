@@ -33,10 +33,10 @@ from fisher_mi.defenses.base import (
     register_defense,
     top1_hits,
 )
-from fisher_mi.errors import ArchitectureMismatchError, ConfigError
+from fisher_mi.errors import ConfigError
 from fisher_mi.models.layers import named_layers
 from fisher_mi.models.outputs import logits_of
-from fisher_mi.models.registry import VIB_KWARG, build_model, require_arch
+from fisher_mi.models.registry import VIB_KWARG, rebuilt, require_arch
 from fisher_mi.models.vib import HEAD, VIBClassifier, split_statistics
 from fisher_mi.plan import FreezePlan
 
@@ -64,17 +64,7 @@ def with_vib_head(model: nn.Module, k: int | None = None) -> nn.Module:
             "architecture with one"
         )
     width = classifier.in_features // 2 if k is None else k
-    fresh = build_model(spec.name, **{**spec.kwargs, VIB_KWARG: width})
-    kept = {key: v for key, v in model.state_dict().items() if not key.startswith("fc_layer.")}
-    missing, unexpected = fresh.load_state_dict(kept, strict=False)
-    stray = [key for key in missing if key.partition(".")[0] not in HEAD] + list(unexpected)
-    if stray:
-        raise ArchitectureMismatchError(
-            f"adding the VIB head to {spec.name!r} changed more than its classifier: "
-            f"{', '.join(stray[:3])}; report this architecture"
-        )
-    device = next(model.parameters()).device
-    return fresh.to(device).train(model.training)
+    return rebuilt(model, replaced=HEAD, change="adding the VIB head", **{VIB_KWARG: width})
 
 
 def plan_with_head(plan: FreezePlan, model: nn.Module) -> FreezePlan:

@@ -13,7 +13,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from fisher_mi.errors import ConfigError
+from fisher_mi.errors import ArchitectureMismatchError, ConfigError
 from fisher_mi.models.vib import VIBClassifier
 from fisher_mi.registry import Registry
 
@@ -132,3 +132,32 @@ def require_arch(model: nn.Module, why: str) -> ArchSpec:
             "create it with fisher_mi.build_model(arch, ...) or fisher_mi.load_model(path)"
         )
     return spec
+
+
+def rebuilt(
+    model: nn.Module, *, replaced: tuple[str, ...], change: str, **kwargs: Any
+) -> nn.Module:
+    """``model`` rebuilt by ``build_model`` with ``kwargs`` changed in its ``arch_kwargs``,
+    every tensor but those of the modules ``replaced`` (qualified names) loaded from
+    ``model``; on its device, in its train/eval mode. Used to give a model a new head
+    (``with_new_head``, MID's VIB head).
+
+    Raises:
+        ArchitectureMismatchError: the rebuild changed a tensor outside ``replaced`` (the
+            architecture's kwargs do not describe it); ``change`` says what was asked.
+    """
+    spec = require_arch(model, f"it cannot be rebuilt ({change})")
+    fresh = build_model(spec.name, **{**spec.kwargs, **kwargs})
+
+    def kept(key: str) -> bool:
+        return not any(key.startswith(module + ".") for module in replaced)
+
+    state = {key: value for key, value in model.state_dict().items() if kept(key)}
+    missing, unexpected = fresh.load_state_dict(state, strict=False)
+    stray = [key for key in missing if kept(key)] + list(unexpected)
+    if stray:
+        raise ArchitectureMismatchError(
+            f"{change} changed more than {', '.join(replaced)} of {spec.name!r}: "
+            f"{', '.join(stray[:3])}; report this architecture"
+        )
+    return fresh.to(next(model.parameters()).device).train(model.training)

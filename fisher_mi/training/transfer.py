@@ -20,11 +20,10 @@ from typing import Any
 from torch import nn
 from torch.utils.data import Dataset
 
-from fisher_mi.errors import ArchitectureMismatchError, ConfigError
+from fisher_mi.errors import ConfigError
 from fisher_mi.models.layers import named_layers
-from fisher_mi.models.registry import ARCHITECTURES, build_model, require_arch
+from fisher_mi.models.registry import ARCHITECTURES, rebuilt, require_arch
 from fisher_mi.plan import FreezePlan, apply_plan, prefix_plan
-from fisher_mi.plan.table import few
 from fisher_mi.training.config import TrainConfig
 from fisher_mi.training.loop import TrainResult, train
 from fisher_mi.training.provenance import Provenance
@@ -61,18 +60,12 @@ def with_new_head(model: nn.Module, num_classes: int) -> nn.Module:
     model's device, in its train/eval mode.
     """
     spec = require_arch(model, "it cannot be rebuilt with a new head")
-    head = head_prefix(spec.name) + "."
-    fresh = build_model(spec.name, **{**spec.kwargs, "num_classes": num_classes})
-    kept = {key: value for key, value in model.state_dict().items() if not key.startswith(head)}
-    missing, unexpected = fresh.load_state_dict(kept, strict=False)
-    stray = [key for key in missing if not key.startswith(head)] + list(unexpected)
-    if stray:
-        raise ArchitectureMismatchError(
-            f"rebuilding {spec.name!r} with {num_classes} classes changed more than its head "
-            f"{head[:-1]!r}: {few(stray, 3)}; report this architecture's kwargs_from_state"
-        )
-    device = next(model.parameters()).device
-    return fresh.to(device).train(model.training)
+    return rebuilt(
+        model,
+        replaced=(head_prefix(spec.name),),
+        change=f"a new head for {num_classes} classes",
+        num_classes=num_classes,
+    )
 
 
 def pretrain_public(
