@@ -139,6 +139,25 @@ def frozen_eval(modules: Sequence[nn.Module]) -> Iterator[None]:
                 parameter.requires_grad_(flag)
 
 
+@contextlib.contextmanager
+def channels_last(modules: Sequence[nn.Module]) -> Iterator[None]:
+    """Every 4-D parameter in channels-last layout for the duration; each restored after.
+
+    oneDNN's CPU convolutions work on channels-last data and reorder NCHW tensors on every
+    call; an attack step is one forward and backward through generator, critic and target, so
+    it pays that each step. Measured on the AT&T gmi step (vgg_small target, 64 px, batch 64,
+    one core, median of 8): 0.52-0.62 s before, 0.39 s after; outputs agree to float rounding.
+    """
+    saved = [(p, p.data) for m in modules for p in m.parameters() if p.dim() == 4]
+    try:
+        for parameter, data in saved:
+            parameter.data = data.contiguous(memory_format=torch.channels_last)
+        yield
+    finally:
+        for parameter, data in saved:
+            parameter.data = data
+
+
 class InversionAttack(ABC):
     """The template: subclasses set ``name``, ``prior_kinds``, ``defaults`` and the hooks."""
 
@@ -267,7 +286,7 @@ class InversionAttack(ABC):
 
     def _loss(self, state: dict[str, Tensor], batch: Batch, step: int) -> Tensor:
         z = self.latents(state, batch, step)
-        images = self.generator_input(z, batch.identities)
+        images = self._layout(self.generator_input(z, batch.identities))
         terms = {"prior": self.prior(images), **self._weighted(self.identity(images, batch, step))}
         for term, values in terms.items():
             if not torch.isfinite(values).all():
@@ -288,7 +307,9 @@ class InversionAttack(ABC):
         """Optimise one batch and return its reconstructions."""
         state = self.init_state(batch)
         solver = self.optimizer(list(state.values()))
-        with frozen_eval(self._networks()):
+        networks = self._networks()
+        layout = channels_last(networks) if self._channels_last() else contextlib.nullcontext()
+        with frozen_eval(networks), layout:
             for step in range(self.settings.iterations):
                 solver.zero_grad(set_to_none=True)
                 self._loss(state, batch, step).backward()
@@ -316,6 +337,16 @@ class InversionAttack(ABC):
             target_confidence=confidence.gather(1, identities[:, None]).squeeze(1).cpu(),
             settings={"method": self.name, **vars(self.settings)},
         )
+
+    def _channels_last(self) -> bool:
+        """Channels-last on CPU only (see ``channels_last``); CUDA is left as it is, since
+        no GPU measured it here."""
+        return self.device.type == "cpu"
+
+    def _layout(self, images: Tensor) -> Tensor:
+        if images.dim() == 4 and self._channels_last():
+            return images.contiguous(memory_format=torch.channels_last)
+        return images
 
     def _networks(self) -> list[nn.Module]:
         found = [self.target, self.gan.generator, *self.surrogates]
