@@ -345,3 +345,50 @@ def test_channels_last_on_cpu_matches_the_default_layout_and_is_restored(monkeyp
     plain = invert(model, prior, **options)
     torch.testing.assert_close(fast.images, plain.images, atol=1e-5, rtol=0)
     assert not torch.equal(fast.images, invert(model, prior, **{**options, "iterations": 0}).images)
+
+
+class HeadTarget(nn.Module):
+    """A linear classifier with the ``fc_layer`` MID's VIB head replaces."""
+
+    input_shape = SHAPE
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc_layer = nn.Linear(math.prod(SHAPE), CLASSES)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        features = x.flatten(1)
+        return features, self.fc_layer(features)
+
+
+def _vib_target() -> nn.Module:
+    from fisher_mi.models.vib import VIBClassifier
+
+    torch.manual_seed(6)
+    model = VIBClassifier(HeadTarget(), k=4)
+    with torch.no_grad():
+        model.st_layer.bias[4:] = 6.0  # sigma = softplus(6 - 5) ~ 1.3: the noise matters
+    return model
+
+
+def test_sample_head_queries_the_vib_head_by_sampling_reproducibly() -> None:
+    """Sampling changes the images (the attacker sees a noisy head), the same seed gives the
+    same images, the caller's random stream is untouched and the flag is restored."""
+    model, prior = _vib_target(), gan("gmi")
+    options = {"identities": [0, 2], "per_identity": 2, "iterations": 20, "seed": 1}
+    mean = invert(model, prior, **options)
+    torch.manual_seed(123)
+    expected_next = torch.rand(3)
+    torch.manual_seed(123)
+    sampled = invert(model, prior, sample_head=True, **options)
+    assert torch.equal(torch.rand(3), expected_next)
+    assert model.sample is False
+    again = invert(model, prior, sample_head=True, **options)
+    assert torch.equal(sampled.images, again.images)
+    assert not torch.allclose(sampled.images, mean.images, atol=1e-3)
+    assert sampled.settings["sample_head"] is True
+
+
+def test_sample_head_on_a_target_without_a_vib_head_is_refused() -> None:
+    with pytest.raises(ConfigError, match="lacks; drop --sample-head"):
+        invert(target(), gan("gmi"), identities=[0], sample_head=True)

@@ -152,6 +152,7 @@ CASES = [
     pytest.param(["--ids", "3-9"], "outside the target's 5 classes", id="ids-outside"),
     pytest.param(["--method", "kedmi"], "needs a kedmi prior", id="wrong-prior-kind"),
     pytest.param(["--ids", "x"], "is not all, A-B or a,b,c", id="ids-not-numbers"),
+    pytest.param(["--sample-head"], "lacks; drop --sample-head", id="sample-head-without-vib"),
 ]
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import math
 from pathlib import Path
 
@@ -207,6 +208,17 @@ def test_series_orders_strengths_and_bootstraps_over_seeds_only_from_two() -> No
     assert (tl["top1_low"], tl["top1_high"]) == (pytest.approx(0.2), pytest.approx(0.4))
 
 
+def test_mids_sampled_head_rows_are_a_curve_of_their_own_in_the_attacks_panel() -> None:
+    sampled = pd.DataFrame(
+        [_row("mid", "beta=0.003", 0, 0.88, 0.75), _row("mid", "beta=0.01", 0, 0.8, 0.6)]
+    ).assign(attack="gmi+sample")
+    fig = compare_figure(compare_series(pd.concat([TABLE, sampled], ignore_index=True)))
+    assert len(fig.axes) == 1  # no panel of its own: gmi's, beside the same reference
+    curves = {c.get_label(): c.lines[0] for c in fig.axes[0].containers}
+    assert list(curves) == ["mid", "nls", "tl", "mid (sampled head)", REFERENCE_LABEL]
+    assert curves["mid (sampled head)"].get_xdata().tolist() == [0.75, 0.6]
+
+
 def test_the_figure_has_one_curve_per_defense_with_its_strengths_in_order() -> None:
     ax = compare_figure(compare_series(TABLE)).axes[0]
     curves = {c.get_label(): c.lines[0] for c in ax.containers}
@@ -288,14 +300,22 @@ def test_the_rows_of_the_run(resumed: dict) -> None:
     out = resumed["out"]
     table = pd.read_csv(out / "compare.csv", keep_default_na=False)
     assert tuple(table.columns) == COLUMNS
-    assert table["defense"].tolist() == ["none", "mid", "tl+bido"]
-    assert table["params"].tolist() == ["", "beta=0.01", "a1=0.05"]
+    # MID is attacked through mu (gmi) and through its sampling head (gmi+sample)
+    assert table["defense"].tolist() == ["none", "mid", "mid", "tl+bido"]
+    assert table["attack"].tolist() == ["gmi", "gmi", "gmi+sample", "gmi"]
+    assert table["params"].tolist() == ["", "beta=0.01", "beta=0.01", "a1=0.05"]
+    mid = table[table["defense"] == "mid"]
+    assert mid["natural_accuracy"].nunique() == 1  # both rows report mu's accuracy
     fractions = table["trainable_fraction"].tolist()
-    assert fractions[:2] == [1.0, 1.0] and 0 < fractions[2] < 1  # tl freezes where auto lands
+    assert fractions[:3] == [1.0] * 3 and 0 < fractions[3] < 1  # tl freezes where auto lands
     assert table[["natural_accuracy", "top1"]].apply(lambda c: c.between(0, 1)).all().all()
     for name in ("compare.png", "compare.json", "hits.csv", "settings.json", "manifest.json"):
         assert (out / name).is_file(), name
-    assert len(pd.read_csv(out / "hits.csv")) == 3 * 5  # three models, one draw per identity
+    assert len(pd.read_csv(out / "hits.csv")) == 4 * 5  # four attacks, one draw per identity
+    for method, sampled in (("gmi", False), ("gmi+sample", True)):
+        folder = out / "attacks" / f"seed-0-mid-beta=0.01-{method}"
+        protocol = json.loads((folder / "metrics.json").read_text())["protocol"]
+        assert protocol["sample_head"] is sampled
 
 
 def test_the_defended_models_record_their_defense(resumed: dict) -> None:

@@ -11,13 +11,14 @@ import pandas as pd
 from fisher_mi.experiments.compare import COLUMNS, HIT_COLUMNS
 from fisher_mi.report import build_report
 
-# (defense, params, seed, natural accuracy, top1, knn_sq, trainable fraction)
+# (defense, params, seed, natural accuracy, top1, knn_sq, trainable fraction[, attack])
 ROWS = [
     ("none", "", 0, 0.90, 0.80, 40.0, 1.0),
     ("none", "", 1, 0.92, 0.60, 44.0, 1.0),
     ("mid", "beta=0.01", 0, 0.88, 0.50, 60.0, 1.0),
     ("mid", "beta=0.01", 1, 0.86, 0.30, 64.0, 1.0),
     ("tl", "", 0, 0.89, 0.40, 50.0, 0.25),
+    ("mid", "beta=0.01", 0, 0.88, 0.60, 70.0, 1.0, "gmi+sample"),
 ]
 
 
@@ -25,9 +26,10 @@ def write_comparison(folder: Path) -> Path:
     folder.mkdir(parents=True)
     table = pd.DataFrame(
         [
-            {"defense": d, "params": p, "seed": s, "natural_accuracy": a, "attack": "gmi",
-             "top1": t, "top5": None, "knn_sq": k, "trainable_fraction": f}
-            for d, p, s, a, t, k, f in ROWS
+            {"defense": d, "params": p, "seed": s, "natural_accuracy": a,
+             "attack": (*rest, "gmi")[0], "top1": t, "top5": None, "knn_sq": k,
+             "trainable_fraction": f}
+            for d, p, s, a, t, k, f, *rest in ROWS
         ],
         columns=list(COLUMNS),
     )  # fmt: skip
@@ -63,4 +65,7 @@ def test_compare_section_by_hand(tmp_path: Path) -> None:
     assert tl[8:] == ["-0.020000", "-0.300000"]
     none = cells(lines, "| gmi | none |")
     assert none[7:] == ["42.000000", "-", "-"]
+    # MID's sampled head against none's gmi: 0.88 - 0.91 and 0.60 - 0.70
+    sampled = cells(lines, "| gmi+sample | mid |")
+    assert sampled[5:] == ["0.880000", "0.600000", "70.000000", "-0.030000", "-0.100000"]
     assert tmp_path / "report" / "figures" / "compare.png" in figures

@@ -86,6 +86,16 @@ ATTACK_OPTIONS = (
         "--clip-latent",
         {"action": argparse.BooleanOptionalAction, "default": None, "help": "clamp z to [-1, 1]"},
     ),
+    Option(
+        "sample_head",
+        "--sample-head",
+        {
+            "action": "store_true",
+            "default": None,
+            "help": "query a MID target's VIB head by sampling, as the literature attacks MID "
+            "(default: its mean mu, the adaptive attacker)",
+        },
+    ),
 )
 
 

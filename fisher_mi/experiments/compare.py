@@ -9,7 +9,9 @@ head and the prefix up to where ``auto`` lands frozen (the sweep's TL models), `
 that with the defense's loss while fine-tuning. The stages are the sweep's (``Sweep``): one
 evaluator and one ``gmi`` prior for all (seed 0), a ``kedmi`` prior per model with the same
 settings and seed, every model attacked with the same protocol and scored by ``score_run``.
-MID's models are attacked through their deterministic head (mu), the adaptive attacker's view.
+MID's models are attacked both ways, labelled: through their deterministic head (mu, the
+adaptive attacker; attack ``gmi``) and through their sampling head (``gmi+sample``, as the
+literature attacks MID); natural accuracy is that of mu in both rows.
 
 Each stage is a ``steps.Step``; ``compare.csv`` (``COLUMNS``) and ``hits.csv`` (per
 reconstruction) get a (defense, strength, seed) unit's rows as soon as it is done (rewritten
@@ -38,6 +40,7 @@ from fisher_mi.experiments.compare_config import (
     CompareConfig,
     DefenseUnit,
     parse_defenses,
+    registered_of,
     strengths,
 )
 from fisher_mi.experiments.steps import Step
@@ -63,6 +66,8 @@ COLUMNS = (
 )
 HIT_COLUMNS = ("defense", "params", "seed", "attack", "identity", "draw", "top1")
 COMPARE_CSV, COMPARE_JSON = "compare.csv", "compare.json"
+SAMPLED_DEFENSE = "mid"  # its models are attacked through the sampling head as well
+SAMPLED = "+sample"  # the attack suffix of those rows
 COMPARE_PNG = "compare.png"  # drawn by fisher_mi.report.plot_compare (report comes later)
 COMPARE = Layout(
     COMPARE_CSV,
@@ -123,16 +128,22 @@ class Compare:
             for unit in self.config.units()
         ]
 
+    def methods(self, unit: DefenseUnit) -> list[str]:
+        """The unit's attacks: the config's, and for a MID model each also with ``+sample``."""
+        attacks = list(self.config.run.attacks)
+        sampled = registered_of(unit.defense) == SAMPLED_DEFENSE
+        return attacks + [method + SAMPLED for method in attacks] if sampled else attacks
+
     def unit_steps(self, unit: DefenseUnit) -> list[Step]:
         """The sweep's steps of a unit (``Sweep.unit_steps``) with the unit's defense."""
-        return self.stages.unit_steps(unit, unit.build())
+        return self.stages.unit_steps(unit, unit.build(), self.methods(unit))
 
     def unit_rows(self, unit: DefenseUnit) -> tuple[list[dict[str, Any]], list[pd.DataFrame]]:
         """The unit's ``compare.csv`` rows (one per attack) and its per-image hits; the
         trainable fraction is that of the plan it was trained under (MID: its head too)."""
         plan = FreezePlan.load(self.out / unit.name / PLAN)
         rows, hits = [], []
-        for method in self.config.run.attacks:
+        for method in self.methods(unit):
             step = self.stages.attack_step(unit, method)
             scores, table = attack_scores(self.out / step.name)
             rows.append(
@@ -212,7 +223,8 @@ def _summary(plan: Compare) -> dict[str, Any]:
             "defenses": grids,
             "grid_given": {k: list(v) for k, v in config.grid.items()},
             "tl_auto_cutoffs": cutoffs,
-            "mid_attacked_through": "mu (the deterministic head)",
+            "mid_attacked_through": "both: mu (the deterministic head; attack NAME) and the "
+            "sampling head (attack NAME+sample); natural accuracy is mu's",
         }
     }
 
@@ -253,6 +265,12 @@ def _interval(values: pd.Series, name: str) -> dict[str, float]:
         else (math.nan, math.nan)
     )
     return {f"{name}_low": low, f"{name}_high": high}
+
+
+def base_attack(attack: str) -> str:
+    """The attack a row is compared with the undefended model under: ``gmi`` for
+    ``gmi+sample`` (a model without a VIB head answers both the same)."""
+    return attack.removesuffix(SAMPLED)
 
 
 def compare_series(table: pd.DataFrame) -> pd.DataFrame:

@@ -40,6 +40,8 @@ from fisher_mi.training import CHECKPOINT, MODEL, Objective, Provenance, TrainCo
 
 DataFor = Callable[[nn.Module], Dataset]
 GAN_FILES = ("generator.pt", "discriminator.pt")
+# A method's options after "+": LOMMA's losses, or MID's head queried by sampling.
+METHOD_OPTIONS: dict[str, dict[str, Any]] = {"lomma": LOMMA, "sample": {"sample_head": True}}
 
 
 def shaped(spec: str, split: str) -> DataFor:
@@ -196,13 +198,20 @@ def attack_step(
     inputs: Sequence[str] = (),
     progress: bool = False,
 ) -> Step:
-    """``method`` (``gmi``, ``kedmi``, ``gmi+lomma``...) against the model in step folder
-    ``target`` with the prior in ``prior``, scored by the model in ``evaluator``: the files of
-    ``fisher-mi attack``. ``settings`` are the attack's options; ``+lomma`` adds ``LOMMA`` and
-    the target's mean feature on ``public``. The protocol records the target and prior (path,
+    """``method`` (``gmi``, ``kedmi``, ``gmi+lomma``, ``gmi+sample``...) against the model in
+    step folder ``target`` with the prior in ``prior``, scored by the model in ``evaluator``:
+    the files of ``fisher-mi attack``. ``settings`` are the attack's options; ``+lomma`` adds
+    ``LOMMA`` and the target's mean feature on ``public``, ``+sample`` queries a MID target's
+    head by sampling (``sample_head``). The protocol records the target and prior (path,
     sha256) and ``protocol``'s extras (data specs, surrogates)."""
-    kind, _, option = method.partition("+")
-    lomma = option == "lomma"
+    kind, *extras = method.split("+")
+    unknown = sorted(set(extras) - set(METHOD_OPTIONS))
+    if unknown:
+        raise ConfigError(
+            f"attack {method!r} has unknown options {', '.join(unknown)}; known: "
+            f"{', '.join(METHOD_OPTIONS)}"
+        )
+    lomma = "lomma" in extras
     if lomma and public is None:
         raise ConfigError(f"{method} needs the public data (its mean feature); pass public")
 
@@ -215,7 +224,7 @@ def attack_step(
         gan.generator.to(where)
         gan.discriminator.to(where)
         mean = public_feature_mean(model, public(model)) if public and lomma else None
-        options = {**(LOMMA if lomma else {}), **settings}
+        options = {**{k: v for e in extras for k, v in METHOD_OPTIONS[e].items()}, **settings}
         attack = ATTACKS.get(kind)(model, gan, public_mean=mean, **options)
         ids = list(identities)
         inversion, ran = run_attack(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -274,8 +275,11 @@ class Sweep:
         )
 
     def attack_step(self, unit: Unit, method: str) -> Step:
-        """``method`` against the unit's model, scored by the evaluator."""
-        prior = "gan/gmi" if method == "gmi" else self.gan_step(method, unit).name
+        """``method`` (``gmi``, ``kedmi``, either with ``+sample`` against a MID model's
+        sampling head) against the unit's model, scored by the evaluator; the prior is the
+        shared gmi one or the unit's kedmi one."""
+        kind = method.partition("+")[0]
+        prior = "gan/gmi" if kind == "gmi" else self.gan_step(kind, unit).name
         name = f"attacks/{unit.name.replace('/', '-')}-{method}"
         settings = {"per_identity": self.config.per_identity, "seed": PRIOR_SEED}
         if self.config.iterations is not None:
@@ -297,18 +301,19 @@ class Sweep:
             inputs=(unit.name, prior, "evaluator"),
         )
 
-    def unit_steps(self, unit: Unit, defense: Defense | None = None) -> list[Step]:
+    def unit_steps(
+        self, unit: Unit, defense: Defense | None = None, methods: Sequence[str] | None = None
+    ) -> list[Step]:
         """Everything one unit needs, in order (shared stages are reused): a TL model reads
         its seed's pre-training and fitted head, a model from scratch neither; ``defense``
-        goes to ``model_step``."""
+        goes to ``model_step``; ``methods`` are the attacks (default: the config's)."""
         steps = [self.evaluator_step(), self.gan_step("gmi")]
         if unit.cutoff is not None:
             steps += [self.pretrain_step(unit.seed), self.head_step(unit.seed)]
         steps.append(self.model_step(unit, defense))
-        for method in self.config.attacks:
-            if method != "gmi":
-                steps.append(self.gan_step(method, unit))
-            steps.append(self.attack_step(unit, method))
+        kinds = {method.partition("+")[0] for method in methods or self.config.attacks}
+        steps += [self.gan_step(kind, unit) for kind in sorted(kinds - {"gmi"})]
+        steps += [self.attack_step(unit, method) for method in methods or self.config.attacks]
         return steps
 
     # ---------------------------------------------------------------- tables

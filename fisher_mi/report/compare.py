@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from fisher_mi.experiments.compare import SAMPLED, base_attack
 from fisher_mi.experiments.compare_config import NONE
 from fisher_mi.report.tradeoff import (
     finish_panel,
@@ -56,9 +57,20 @@ def _panel(ax: Axes, points: pd.DataFrame, attack: str) -> None:
     finish_panel(ax, points, attack, "strength")
 
 
+def sampled_as_curves(series: pd.DataFrame) -> pd.DataFrame:
+    """``series`` with each ``NAME+sample`` point moved into ``NAME``'s panel as a curve of
+    its own, ``DEFENSE (sampled head)``, beside the same undefended reference."""
+    sampled = series["attack"].str.endswith(SAMPLED)
+    moved = series.copy()
+    moved.loc[sampled, "defense"] = moved.loc[sampled, "defense"] + " (sampled head)"
+    moved["attack"] = moved["attack"].map(base_attack)
+    return moved
+
+
 def compare_figure(series: pd.DataFrame) -> Figure:
-    """The figure of ``compare_series``: one panel per attack (module docstring)."""
-    return panels_figure(series, _panel, width=6.5, height=5.0)
+    """The figure of ``compare_series``: one panel per attack (module docstring), MID's
+    sampled-head points as their own curves (``sampled_as_curves``)."""
+    return panels_figure(sampled_as_curves(series), _panel, width=6.5, height=5.0)
 
 
 def plot_compare(series: pd.DataFrame, path: str | os.PathLike[str]) -> Path:

@@ -1,7 +1,7 @@
 """The report's section on a comparison of defenses, from its saved ``compare.csv`` and
 ``compare.json``: the protocol, and per attack, defense and strength the means over seeds with
 95% bootstrap intervals over seeds, KNN distance, and the change against the undefended model
-(``none``) of the same attack."""
+(``none``) of the same attack (for ``NAME+sample``, MID's sampled head, none's ``NAME``)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from fisher_mi.experiments.compare import compare_series
+from fisher_mi.experiments.compare import base_attack, compare_series
 from fisher_mi.experiments.compare_config import NONE
 from fisher_mi.report.markdown import lengths, number, pipe_table, with_interval
 from fisher_mi.report.runs import CompareRun
@@ -44,7 +44,8 @@ def _rows(run: CompareRun) -> list[list[Any]]:
     knn = run.table.groupby(["attack", "defense", "params"])["knn_sq"].mean()
     rows = []
     for _, point in series.iterrows():
-        undefended = series[(series["attack"] == point["attack"]) & (series["defense"] == NONE)]
+        same = series["attack"] == base_attack(point["attack"])
+        undefended = series[same & (series["defense"] == NONE)]
         reference = None if undefended.empty else undefended.iloc[0]
         rows.append(
             [

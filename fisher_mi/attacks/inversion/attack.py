@@ -51,6 +51,9 @@ class AttackSettings:
         logit_loss: LOMMA's -logit[y] instead of cross-entropy.
         feature_reg: LOMMA's regulariser weight (0: off); needs the public feature mean.
         clip_latent: clamp latents to [-1, 1] (GMI clamps after every step).
+        sample_head: query a MID target's VIB head with sampling (z = mu + sigma eps at each
+            query, as the literature attacks MID) instead of its mean mu (the adaptive
+            attacker); the target's natural accuracy is still that of mu.
     """
 
     iterations: int
@@ -62,6 +65,7 @@ class AttackSettings:
     logit_loss: bool = False
     feature_reg: float = 0.0
     clip_latent: bool = False
+    sample_head: bool = False
 
     def __post_init__(self) -> None:
         for name, low in (("iterations", 0), ("per_identity", 1), ("batch_size", 1)):
@@ -140,6 +144,30 @@ def frozen_eval(modules: Sequence[nn.Module]) -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def sampling_head(target: nn.Module, seed: int | None) -> Iterator[None]:
+    """With ``seed``: a VIB target's ``sample`` flag on for the duration, its noise drawn from
+    torch's generator seeded with ``seed`` inside ``fork_rng`` (the caller's stream is left as
+    it was), flag restored after. With None: nothing changes.
+
+    The head's noise is the one random number an attack does not take from ``counter_random``
+    (the VIB head draws it itself), so a sampled-head attack is reproducible for the same
+    batches, but unlike the latents it depends on which rows share a batch.
+    """
+    if seed is None:
+        yield
+        return
+    device = next(target.parameters()).device
+    saved = target.sample
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        try:
+            target.sample = True
+            yield
+        finally:
+            target.sample = saved
+
+
+@contextlib.contextmanager
 def channels_last(modules: Sequence[nn.Module]) -> Iterator[None]:
     """Every 4-D parameter in channels-last layout for the duration; each restored after.
 
@@ -204,6 +232,11 @@ class InversionAttack(ABC):
             )
         if self.settings.feature_reg > 0 and self.public_mean is None:
             raise ConfigError("feature_reg needs public_mean, the target's mean public feature")
+        if self.settings.sample_head and not hasattr(self.target, "sample"):
+            raise ConfigError(
+                f"sample_head queries MID's sampling VIB head, which the target "
+                f"({type(self.target).__name__}) lacks; drop --sample-head"
+            )
 
     def check_identities(self, identities: Tensor, classes: int) -> None:
         """Refuse an empty identity set or identities outside the target's classes."""
@@ -309,7 +342,8 @@ class InversionAttack(ABC):
         solver = self.optimizer(list(state.values()))
         networks = self._networks()
         layout = channels_last(networks) if self._channels_last() else contextlib.nullcontext()
-        with frozen_eval(networks), layout:
+        noise = self._head_seed(batch) if self.settings.sample_head else None
+        with frozen_eval(networks), layout, sampling_head(self.target, noise):
             for step in range(self.settings.iterations):
                 solver.zero_grad(set_to_none=True)
                 self._loss(state, batch, step).backward()
@@ -337,6 +371,12 @@ class InversionAttack(ABC):
             target_confidence=confidence.gather(1, identities[:, None]).squeeze(1).cpu(),
             settings={"method": self.name, **vars(self.settings)},
         )
+
+    def _head_seed(self, batch: Batch) -> int:
+        """The sampled head's seed for ``batch``: a hash of the run's seed and the batch's
+        first (identity, unit) row (ints hash the same in every process)."""
+        first = (self.settings.seed, int(batch.identities[0]), int(batch.units[0]))
+        return hash(first) & (2**63 - 1)
 
     def _channels_last(self) -> bool:
         """Channels-last on CPU only (see ``channels_last``); CUDA is left as it is, since
