@@ -128,6 +128,20 @@ def test_head_plan_trains_the_head_alone(pretrained: nn.Module) -> None:
     assert plan.trained == ("fc_layer",) and len(plan.frozen) == len(plan.layers) - 1
 
 
+def test_a_vib_head_is_fitted_whole(pretrained: nn.Module, private: Dataset) -> None:
+    """MID's head fit trains st_layer and fc_layer (the code's statistics are not left at
+    their random start) and nothing else."""
+    from fisher_mi.defenses.mid import with_vib_head
+
+    model = with_vib_head(fresh_head(pretrained, 0)).train()
+    assert head_plan(model).trained == ("st_layer", "fc_layer")
+    before = {key: value.clone() for key, value in model.state_dict().items()}
+    fit_head(model, private, config=CONFIG, epochs=1)
+    after = model.state_dict()
+    moved = {key for key in before if not torch.equal(before[key], after[key])}
+    assert moved == {f"{m}.{p}" for m in ("st_layer", "fc_layer") for p in ("weight", "bias")}
+
+
 def test_a_model_without_its_head_last_is_refused() -> None:
     model = build_model("mcnn", num_classes=5)
     model.extra = nn.Linear(5, 5)  # a layer after the head: the head is not a suffix

@@ -23,6 +23,8 @@ from torch.utils.data import Dataset
 from fisher_mi.errors import ConfigError
 from fisher_mi.models.layers import named_layers
 from fisher_mi.models.registry import ARCHITECTURES, rebuilt, require_arch
+from fisher_mi.models.vib import HEAD as VIB_HEAD
+from fisher_mi.models.vib import VIBClassifier
 from fisher_mi.plan import FreezePlan, apply_plan, prefix_plan
 from fisher_mi.training.config import TrainConfig
 from fisher_mi.training.loop import TrainResult, train
@@ -123,14 +125,23 @@ class HeadFit:
         return asdict(self)
 
 
+def head_modules(model: nn.Module) -> tuple[str, ...]:
+    """The classifier head's module names: ``head_prefix`` of the architecture, and for a
+    model with MID's VIB head both of its layers (``st_layer``, ``fc_layer``), so that a head
+    fit never leaves the code's statistics layer at its random start."""
+    spec = require_arch(model, "its classifier head cannot be found")
+    return VIB_HEAD if isinstance(model, VIBClassifier) else (head_prefix(spec.name),)
+
+
 def head_plan(model: nn.Module) -> FreezePlan:
-    """A plan that trains only the classifier head (``head_prefix``), which must be the last
+    """A plan that trains only the classifier head (``head_modules``), which must be the last
     layers of ``named_layers``; every other layer, BatchNorm statistics included, is frozen."""
     spec = require_arch(model, "its classifier head cannot be found")
-    head = head_prefix(spec.name)
+    heads = head_modules(model)
     names = [layer.name for layer in named_layers(model)]
-    inside = [name == head or name.startswith(f"{head}.") for name in names]
+    inside = [any(n == h or n.startswith(f"{h}.") for h in heads) for n in names]
     if not any(inside) or inside != sorted(inside):
+        head = ", ".join(heads)
         raise ConfigError(
             f"the head {head!r} of {spec.name!r} is not the last layers of the model, so it "
             "cannot be trained alone; pass head_epochs=0"
@@ -154,8 +165,9 @@ def fit_head(
     that follows still selects its epoch on images nothing has been fitted to. The head is
     trained for ``epochs`` epochs at ``lr`` (default ``config.lr``) with the run's other
     options, under ``head_plan`` (the feature extractor and its BatchNorm statistics are
-    untouched), and the last epoch is kept. Afterwards every layer is trainable again and the
-    model is in its original train/eval mode, as ``with_new_head`` left it.
+    untouched; a VIB head is trained whole), and the last epoch is kept. Afterwards every
+    layer is trainable again and the model is in its original train/eval mode, as
+    ``with_new_head`` left it.
     """
     fit_part, holdout = split_validation(
         private_train, config.validation_fraction, seed=config.seed
