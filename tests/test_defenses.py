@@ -33,6 +33,7 @@ from fisher_mi.defenses import (
 from fisher_mi.errors import ConfigError, RegistryError
 from fisher_mi.models import ARCHITECTURES, build_model
 from fisher_mi.plan import apply_plan, prefix_plan
+from fisher_mi.training.objective import CrossEntropy, measuring
 
 # ----------------------------------------------------------------------------- NLS
 
@@ -89,6 +90,19 @@ def test_nls_start_epoch_sets_and_reports_the_factor() -> None:
     logits, labels = torch.tensor([[1.0, 0.0]]), torch.tensor([1])
     expected = smoothed_cross_entropy(logits, labels, -0.05)
     torch.testing.assert_close(nls(logits, torch.zeros(1, 2), labels).loss, expected)
+
+
+def test_nls_measures_held_out_data_at_its_final_factor_in_every_epoch() -> None:
+    """Epochs compare on one validation loss: early in the schedule (factor 0) the measured
+    loss is still the one at alpha, and the training factor is left as scheduled."""
+    nls = NegativeLabelSmoothing(alpha=-0.2)
+    nls.start_epoch(1, 4)
+    logits, labels = torch.tensor([[2.0, 0.0, -1.0]]), torch.tensor([0])
+    measured = measuring(nls)(logits, torch.zeros(1, 3), labels).loss
+    torch.testing.assert_close(measured, smoothed_cross_entropy(logits, labels, -0.2))
+    assert nls.current == 0.0
+    plain = CrossEntropy()
+    assert measuring(plain) is plain
 
 
 # ----------------------------------------------------------------------------- kernels

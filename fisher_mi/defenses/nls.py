@@ -16,7 +16,7 @@ scaled to a run of E epochs, ``alpha_e = alpha * clip((e - E/2) / (E/4), 0, 1)``
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch.nn.functional as F
@@ -78,6 +78,15 @@ class NegativeLabelSmoothing(Defense):
         """Set this epoch's factor; ``{"alpha": factor}`` for the history row."""
         self.current = scheduled_alpha(self.alpha, epoch, epochs)
         return {"alpha": self.current}
+
+    def for_measuring(self) -> NegativeLabelSmoothing:
+        """A copy at the run's final factor ``alpha``, for the held-out data: the validation
+        loss that breaks accuracy ties between epochs is then one function in every epoch
+        (at the scheduled factor, the late epochs' loss is lower by construction when alpha
+        < 0, which would favour them); ``history.csv``'s validation_loss is this one."""
+        measured = replace(self)
+        measured.current = self.alpha
+        return measured
 
     def __call__(self, output: Any, x: Tensor, y: Tensor) -> BatchLoss:
         """The smoothed cross-entropy at the current factor, and top-1 hits."""

@@ -28,7 +28,7 @@ from fisher_mi.distributed import (
 from fisher_mi.errors import NonFiniteError
 from fisher_mi.training.config import TrainConfig
 from fisher_mi.training.norm_stats import recompute_batch_norm
-from fisher_mi.training.objective import Objective
+from fisher_mi.training.objective import Objective, measuring
 
 
 @dataclass
@@ -125,19 +125,20 @@ class EpochRunner:
 
     @torch.no_grad()
     def evaluate(self, data: Dataset | None) -> tuple[float, float]:
-        """The objective's hit rate and mean loss on ``data`` in eval mode (top-1 accuracy
-        and cross-entropy by default; NaN, NaN without data). Each rank sums over its shard
-        and the sums are added up, so every rank gets the same numbers."""
+        """The hit rate and mean loss on ``data`` in eval mode of ``measuring``'s objective
+        (top-1 accuracy and cross-entropy by default; NaN, NaN without data). Each rank sums
+        over its shard and the sums are added up, so every rank gets the same numbers."""
         if data is None:
             return float("nan"), float("nan")
         self.model.eval()
+        measure = measuring(self.objective)
         sums = torch.zeros(3, dtype=torch.float64, device=self.device)  # hits, loss, samples
         batches = DataLoader(
             shard(data), batch_size=self.config.batch_size, num_workers=self.config.num_workers
         )
         for x, y in batches:
             x, y = x.to(self.device), y.to(self.device)
-            batch = self.objective(self.model(x), x, y)
+            batch = measure(self.model(x), x, y)
             sums[0] += batch.hits
             sums[1] += batch.loss.double() * len(y)
             sums[2] += len(y)

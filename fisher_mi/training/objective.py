@@ -15,7 +15,10 @@ without a second loop. Its ``record`` is written into ``model.pt`` and ``checkpo
 are optional, for objectives that need them (every ``Defense`` has both): ``start_epoch``
 (a schedule: the loop calls it before each epoch and logs what it returns in that epoch's
 ``history.csv`` row) and ``release`` (what ``prepare`` attached, such as forward hooks,
-removed when training ends, also on an error: ``attached``).
+removed when training ends, also on an error: ``attached``). A third, ``for_measuring``,
+gives the objective the validation and test data are measured with (``measuring``), for an
+objective whose loss changes from epoch to epoch (NLS's schedule): the kept epoch is chosen
+on the validation loss, which must be the same function in every epoch to compare them.
 """
 
 from __future__ import annotations
@@ -72,6 +75,13 @@ def epoch_values(objective: Objective, epoch: int, epochs: int) -> dict[str, flo
     (1-based) of ``epochs``; the values it returns, for the history row ({} without one)."""
     start_epoch = getattr(objective, "start_epoch", None)
     return dict(start_epoch(epoch, epochs)) if start_epoch is not None else {}
+
+
+def measuring(objective: Objective) -> Objective:
+    """The objective's optional ``for_measuring()``: what held-out data are measured with
+    (the same in every epoch); the objective itself without one."""
+    for_measuring = getattr(objective, "for_measuring", None)
+    return for_measuring() if for_measuring is not None else objective
 
 
 @contextmanager
