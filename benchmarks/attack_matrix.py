@@ -1,19 +1,23 @@
 """Recorded attack run: gmi, kedmi, plgmi and gmi+lomma against an undefended and a TL-DMI
 target, on one dataset, through the ``fisher-mi`` command line, resumable step by step.
 
-Each step is one ``fisher-mi`` command writing one folder under ``--root``. A folder whose
+Each step is one ``fisher-mi`` command writing one folder under ``--root``; it names the steps
+whose folders it reads (``needs``), and ``--jobs N`` runs up to N steps at once as soon as
+those are finished (the scratch and TL chains side by side), each with OMP_NUM_THREADS =
+cores / N unless set. A folder whose
 ``manifest.json`` records a complete run is a finished step and is skipped; a folder with a
 checkpoint (``train``, ``train-gan``: ``checkpoint.pt``; ``attack``: ``batches/``) is
 continued with ``--resume``;
 anything else is run from the start. So an interrupted run is resumed by running the same
-command again. Wall-clock seconds per step go to ``ROOT/times.csv`` and each command's output
-to ``ROOT/logs/<step>.log``.
+command again. Wall-clock seconds per step go to ``ROOT/times.csv``, the wall clock of each
+invocation (start, end, jobs) to ``ROOT/runs.csv``, and each command's output to
+``ROOT/logs/<step>.log``.
 
 Usage (from the repository root):
 
     python benchmarks/attack_matrix.py run --data mnist --root runs/matrix/mnist
     python benchmarks/attack_matrix.py run --data att:../shared/data/att_faces \\
-        --root runs/matrix/att --methods gmi,kedmi,gmi+lomma
+        --root runs/matrix/att --methods gmi,kedmi,gmi+lomma --jobs 2
     python benchmarks/attack_matrix.py summary runs/matrix/mnist runs/matrix/att \\
         > benchmarks/results/extra/attack_runs.md
 
@@ -26,10 +30,12 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 TARGETS = ("scratch", "tl")
@@ -85,12 +91,17 @@ SETTINGS = {
 }
 
 
+POLL_SECONDS = 2.0  # how often running steps are checked
+
+
 @dataclass(frozen=True)
 class Step:
-    """One ``fisher-mi`` command and the folder it writes (relative to the root)."""
+    """One ``fisher-mi`` command, the folder it writes (relative to the root) and the steps
+    whose folders it reads."""
 
     name: str
     argv: tuple[str, ...]
+    needs: tuple[str, ...] = ()
 
 
 def _setting(spec: str) -> Setting:
@@ -136,6 +147,7 @@ def _method_steps(spec: str, root: Path, setting: Setting, method: str, target: 
     model = str(root / "targets" / target / "model.pt")
     kind, _, option = method.partition("+")
     steps = []
+    needs = [f"targets/{target}", "evaluator"]
     attack = [
         "attack",
         "--target",
@@ -153,17 +165,12 @@ def _method_steps(spec: str, root: Path, setting: Setting, method: str, target: 
         "--evaluator",
         str(root / "evaluator" / "model.pt"),
     ]
-    if kind == "gmi":
-        attack += ["--gan", str(root / "gan" / "gmi")]
-    else:
-        prior = f"gan/{kind}-{target}"
-        steps.append(
-            Step(
-                prior,
-                ("train-gan", "--data", spec, "--kind", kind, "--preset", "cpu", "--target", model),
-            )
-        )
-        attack += ["--gan", str(root / prior)]
+    prior = "gan/gmi" if kind == "gmi" else f"gan/{kind}-{target}"
+    if kind != "gmi":
+        argv = ("train-gan", "--data", spec, "--kind", kind, "--preset", "cpu", "--target", model)
+        steps.append(Step(prior, argv, (f"targets/{target}",)))
+    attack += ["--gan", str(root / prior)]
+    needs.append(prior)
     if option == "lomma":
         surrogate = f"surrogates/{target}"
         steps.append(
@@ -181,10 +188,12 @@ def _method_steps(spec: str, root: Path, setting: Setting, method: str, target: 
                     "--teacher",
                     model,
                 ),
+                (f"targets/{target}",),
             )
         )
         attack += ["--lomma", "--surrogate", str(root / surrogate / "model.pt")]
-    steps.append(Step(f"attacks/{target}-{method}", tuple(attack)))
+        needs.append(surrogate)
+    steps.append(Step(f"attacks/{target}-{method}", tuple(attack), tuple(needs)))
     return steps
 
 
@@ -207,32 +216,102 @@ def _state(folder: Path) -> str:
     return "new"
 
 
-def run_steps(steps: list[Step], root: Path) -> None:
-    """Run each unfinished step, logging its output and its wall-clock seconds."""
+@dataclass
+class Running:
+    """A step under way: its process, log file, state it started from and start time."""
+
+    step: Step
+    process: subprocess.Popen
+    log: object
+    state: str
+    start: float
+
+
+def _start(step: Step, root: Path, state: str, threads: int) -> Running:
+    folder = root / step.name
+    argv = [sys.executable, "-m", "fisher_mi", *step.argv, "--out", str(folder)]
+    argv += ["--resume"] if state == "resume" else []
+    print(f"{state:7} {step.name}", flush=True)
+    log = (root / "logs" / f"{step.name.replace('/', '_')}.log").open("a")
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", str(threads))}
+    process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
+    return Running(step, process, log, state, time.perf_counter())
+
+
+def _record(times: Path, running: Running, code: int) -> None:
+    seconds = time.perf_counter() - running.start
+    new_file = not times.exists()
+    with times.open("a", newline="") as handle:
+        writer = csv.writer(handle)
+        if new_file:
+            writer.writerow(["step", "state", "seconds", "exit", "command"])
+        writer.writerow(
+            [running.step.name, running.state, f"{seconds:.1f}", code, " ".join(running.step.argv)]
+        )
+
+
+def _record_invocation(root: Path, started: datetime, jobs: int) -> None:
+    path = root / "runs.csv"
+    ended = datetime.now(timezone.utc)
+    new_file = not path.exists()
+    with path.open("a", newline="") as handle:
+        writer = csv.writer(handle)
+        if new_file:
+            writer.writerow(["started", "ended", "wall_seconds", "jobs"])
+        wall = (ended - started).total_seconds()
+        writer.writerow([started.isoformat(), ended.isoformat(), f"{wall:.1f}", jobs])
+
+
+def _reap(running: list[Running], root: Path, done: set[str]) -> tuple[Running, int] | None:
+    """Record the steps that ended (removed from ``running``, added to ``done`` when they
+    succeeded); the first failure among them, if any."""
+    failed = None
+    for run in [run for run in running if run.process.poll() is not None]:
+        running.remove(run)
+        run.log.close()
+        _record(root / "times.csv", run, run.process.returncode)
+        if run.process.returncode == 0:
+            done.add(run.step.name)
+        elif failed is None:
+            failed = (run, run.process.returncode)
+    return failed
+
+
+def run_steps(steps: list[Step], root: Path, jobs: int = 1) -> None:
+    """Run each unfinished step once the steps it needs are finished, up to ``jobs`` at once
+    (in the listed order among the ready ones), logging output and wall-clock seconds. A
+    failed step stops the others (they resume on the next run) and ends the run."""
     (root / "logs").mkdir(parents=True, exist_ok=True)
-    times = root / "times.csv"
+    started = datetime.now(timezone.utc)
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    done = {step.name for step in steps if _state(root / step.name) == "done"}
     for step in steps:
-        folder = root / step.name
-        state = _state(folder)
-        if state == "done":
+        if step.name in done:
             print(f"done    {step.name}", flush=True)
-            continue
-        argv = [sys.executable, "-m", "fisher_mi", *step.argv, "--out", str(folder)]
-        argv += ["--resume"] if state == "resume" else []
-        print(f"{state:7} {step.name}", flush=True)
-        log = root / "logs" / f"{step.name.replace('/', '_')}.log"
-        start = time.perf_counter()
-        with log.open("a") as handle:
-            code = subprocess.call(argv, stdout=handle, stderr=subprocess.STDOUT)
-        seconds = time.perf_counter() - start
-        new_file = not times.exists()
-        with times.open("a", newline="") as handle:
-            writer = csv.writer(handle)
-            if new_file:
-                writer.writerow(["step", "state", "seconds", "exit", "command"])
-            writer.writerow([step.name, state, f"{seconds:.1f}", code, " ".join(step.argv)])
-        if code != 0:
-            raise SystemExit(f"step {step.name} failed (exit {code}); see {log}")
+    pending = [step for step in steps if step.name not in done]
+    running: list[Running] = []
+    failed: tuple[Running, int] | None = None
+    try:
+        while (pending or running) and failed is None:
+            ready = [step for step in pending if set(step.needs) <= done]
+            for step in ready[: jobs - len(running)]:
+                pending.remove(step)
+                running.append(_start(step, root, _state(root / step.name), threads))
+            if not running:
+                missing = sorted({n for step in pending for n in step.needs} - done)
+                raise SystemExit(f"steps wait for {missing}, which no step makes")
+            time.sleep(POLL_SECONDS)
+            failed = _reap(running, root, done)
+    finally:
+        for run in running:
+            run.process.terminate()
+            run.process.wait()
+            run.log.close()
+        _record_invocation(root, started, jobs)
+    if failed is not None:
+        run, code = failed
+        log = root / "logs" / f"{run.step.name.replace('/', '_')}.log"
+        raise SystemExit(f"step {run.step.name} failed (exit {code}); see {log}")
 
 
 def _percent(value: float | None) -> str:
@@ -291,6 +370,18 @@ def _times(root: Path) -> dict[str, float]:
     return seconds
 
 
+def _invocations(root: Path) -> list[str]:
+    """Table rows of ``runs.csv``: each invocation's start, wall clock and jobs."""
+    path = root / "runs.csv"
+    if not path.exists():
+        return ["| (not recorded: runs before runs.csv) | | |"]
+    with path.open() as handle:
+        return [
+            f"| {row['started'][:19]} | {float(row['wall_seconds']):.0f} | {row['jobs']} |"
+            for row in csv.DictReader(handle)
+        ]
+
+
 def summary(root: Path) -> str:
     """One dataset's tables in Markdown: attacks, then the protocol and the step times."""
     sample = next(root.glob("attacks/*/metrics.json"), None)
@@ -321,6 +412,11 @@ def summary(root: Path) -> str:
         "| step | seconds |",
         "| --- | ---: |",
         *(f"| {step} | {seconds:.0f} |" for step, seconds in _times(root).items()),
+        f"| all steps | {sum(_times(root).values()):.0f} |",
+        "",
+        "| invocation started (UTC) | wall-clock seconds | steps at once |",
+        "| --- | ---: | ---: |",
+        *_invocations(root),
         "",
     ]
     return "\n".join(lines)
@@ -334,6 +430,7 @@ def main(argv: list[str] | None = None) -> None:
     run.add_argument("--data", required=True, help="mnist or att:ROOT")
     run.add_argument("--root", type=Path, required=True, help="folder of the steps")
     run.add_argument("--methods", default=",".join(METHODS), help="comma-separated")
+    run.add_argument("--jobs", type=int, default=1, help="steps run at once (default 1)")
     report = commands.add_parser("summary", help="Markdown tables of finished roots")
     report.add_argument("roots", type=Path, nargs="+")
     args = parser.parse_args(argv)
@@ -342,7 +439,9 @@ def main(argv: list[str] | None = None) -> None:
         unknown = sorted(set(methods) - set(METHODS))
         if unknown:
             raise SystemExit(f"unknown methods {unknown}; known: {', '.join(METHODS)}")
-        run_steps(plan_steps(args.data, args.root, methods), args.root)
+        if args.jobs < 1:
+            raise SystemExit(f"--jobs must be at least 1, got {args.jobs}")
+        run_steps(plan_steps(args.data, args.root, methods), args.root, args.jobs)
     else:
         print("\n".join(summary(root) for root in args.roots))
 
