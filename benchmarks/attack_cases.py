@@ -14,13 +14,19 @@ weight gradients.
 - **floor**: the same networks at the same batch in plain torch: a leaf z requiring grad, one
   forward of G and T (+ D for gmi and kedmi; + the surrogate for gmi+lomma; plgmi: two target
   passes, each on an ``affine_grid`` + ``grid_sample`` warp of G's output, as the attack's two
-  augmentations), the loss summed, backward, one step of the attack's optimiser class on z.
+  augmentations), the loss summed, backward, one step of the attack's optimiser class on z. On
+  CPU it runs in the attack's layout (copies of the networks in channels-last, G's output made
+  channels-last), so that the ratio measures the attack's overhead, not the layout.
+- **NCHW**: the attack with its CPU channels-last layout turned off (``nchw_times``): what the
+  layout buys.
 - **one at a time**: the same attack on batches of one unit; B such batches are the same
   total work as one batch of B units.
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import itertools
 import time
 from collections.abc import Callable
@@ -192,13 +198,31 @@ def _warp(x: Tensor, theta: Tensor) -> Tensor:
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
+def _channels_last(x: Tensor) -> Tensor:
+    return x.contiguous(memory_format=torch.channels_last)
+
+
+def in_attack_layout(case: Case) -> Case:
+    """``case`` with copies of its networks in the layout the attack runs them in on CPU
+    (channels-last; ``InversionAttack.channels_last``)."""
+    gan = copy.deepcopy(case.gan)
+    for network in (gan.generator, gan.discriminator):
+        if network is not None:
+            network.to(memory_format=torch.channels_last)
+    target = copy.deepcopy(case.target).to(memory_format=torch.channels_last)
+    surrogates = tuple(
+        copy.deepcopy(s).to(memory_format=torch.channels_last) for s in case.surrogates
+    )
+    return dataclasses.replace(case, target=target, gan=gan, surrogates=surrogates)
+
+
 def floor_loss(case: Case, z: Tensor, thetas: tuple[Tensor, Tensor]) -> Tensor:
     """The summed loss of the floor's one forward (see the module docstring)."""
     y, generator, critic = case.batch.identities, case.gan.generator, case.gan.discriminator
     if case.method.attack == "plgmi":
-        x = generator(z, y)
+        x = _channels_last(generator(z, y))
         return sum(-_logits(case.target, _warp(x, t)).gather(1, y[:, None]).sum() for t in thetas)
-    x = generator(z)
+    x = _channels_last(generator(z))
     if case.method.attack == "kedmi":
         lse = _logits(critic, x).logsumexp(dim=1)
         prior = (F.softplus(lse) - lse).sum()
@@ -213,7 +237,9 @@ def floor_loss(case: Case, z: Tensor, thetas: tuple[Tensor, Tensor]) -> Tensor:
 
 
 def floor_step(case: Case) -> Callable[[], None]:
-    """One floor iteration of the case, as a call (its z and optimiser kept between calls)."""
+    """One floor iteration of the case, as a call (its z and optimiser kept between calls),
+    in the attack's CPU layout (``in_attack_layout``)."""
+    case = in_attack_layout(case)
     generator = torch.Generator().manual_seed(SEED)
     z = torch.randn(case.batch_size, case.gan.latent_dim, generator=generator)
     z.requires_grad_(True)
@@ -278,6 +304,12 @@ def paired_times(
 
     attack.run_batch(batch, progress=progress)
     return attack_s, floor_s
+
+
+def nchw_times(attack: InversionAttack, batch: Batch) -> list[float]:
+    """``iteration_times`` with the attack's channels-last CPU layout turned off."""
+    attack._channels_last = lambda: False  # type: ignore[method-assign]
+    return iteration_times(attack, batch)
 
 
 def single_unit_times(attack: InversionAttack, batch: Batch, units: int) -> list[float]:

@@ -42,6 +42,7 @@ from attack_cases import (
     build_case,
     floor_step,
     iteration_times,
+    nchw_times,
     paired_times,
     single_unit_times,
 )
@@ -125,12 +126,14 @@ def measure_round(timing: Timing, plan: Plan) -> None:
     case = timing.case
     busy, own, start = busy_cpu_seconds(), own_cpu_seconds(), time.perf_counter()
     attack_s, floor_s = paired_times(case.attack(timing.iterations + 1), case.batch, timing.floor)
+    nchw_s = nchw_times(case.attack(timing.iterations + 1), case.batch)
     single_s = single_unit_times(case.attack(3), case.batch, plan.singles)
     others = busy_cpu_seconds() - busy - (own_cpu_seconds() - own)
     timing.rounds.append(
         {
             "floor_s": floor_s,
             "attack_s": attack_s,
+            "nchw_s": nchw_s,
             "single_s": single_s,
             "other_cpu_cores": max(others / (time.perf_counter() - start), 0.0),
         }
@@ -162,6 +165,7 @@ def case_summary(timing: Timing) -> dict[str, Any]:
     pairs = [[a / f for a, f in zip(r["attack_s"], r["floor_s"], strict=True)] for r in rounds]
     ratio = median(q for in_round in pairs for q in in_round)
     alone = [case.batch_size * median(r["single_s"]) / median(r["attack_s"]) for r in rounds]
+    layout = [median(r["nchw_s"]) / median(r["attack_s"]) for r in rounds if r.get("nchw_s")]
     others = [r["other_cpu_cores"] for r in rounds]
     return {
         "method": case.method.name,
@@ -180,6 +184,7 @@ def case_summary(timing: Timing) -> dict[str, Any]:
         "ratio_per_round": [median(in_round) for in_round in pairs],
         "target_met": ratio <= TARGET_RATIO,
         "one_at_a_time_ratio": median(alone),
+        "nchw_ratio": median(layout) if layout else None,
         "other_cpu_cores_median": median(others),
         "other_cpu_cores_max": max(others),
         "per_round": rounds,
@@ -214,19 +219,25 @@ def fmt_alone(ratio: float) -> str:
     return f"{ratio:.2f}" if ratio > 1 else f"**{ratio:.2f}**"
 
 
+def fmt_ratio(ratio: float | None) -> str:
+    """A ratio, or a dash for rows measured before it was."""
+    return "-" if ratio is None else f"{ratio:.2f}"
+
+
 def table_lines(summaries: Sequence[dict[str, Any]]) -> list[str]:
     """The section's table, one row per case."""
     lines = [
         "| method | size | batch | floor s/iter | attack s/iter | x floor | within 1.2x? "
-        "| one at a time / batched | timed iter. x rounds | other cores (median / max) |",
-        "| --- | --- | ---: | ---: | ---: | ---: | --- | ---: | --- | --- |",
+        "| one at a time / batched | NCHW / channels-last | timed iter. x rounds "
+        "| other cores (median / max) |",
+        "| --- | --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | --- | --- |",
     ]
     for s in summaries:
         met = "yes" if s["target_met"] else "**no**"
         lines.append(
             f"| {s['method']} | {s['size']} | {s['batch']} | {s['floor_s']:.4f} "
             f"| {s['attack_s']:.4f} | {s['ratio']:.2f} | {met} "
-            f"| {fmt_alone(s['one_at_a_time_ratio'])} "
+            f"| {fmt_alone(s['one_at_a_time_ratio'])} | {fmt_ratio(s.get('nchw_ratio'))} "
             f"| {s['timed_iterations_per_round']} x {s['rounds']} | {fmt_cores(s)} |"
         )
     return lines
@@ -261,7 +272,9 @@ def header_lines(report: dict[str, Any]) -> list[str]:
         "attack iteration / the floor call right before it); s/iter columns: medians over all "
         "timed iterations. `one at a time / batched`: B x (a one-unit batch's s/iter) over the "
         "B-unit batch's s/iter, medians over rounds: above 1, one batch of B units is faster "
-        "than B batches of one unit",
+        "than B batches of one unit. `NCHW / channels-last`: the attack's s/iter with its CPU "
+        "channels-last layout turned off over the attack's, medians over rounds (the floor "
+        "runs in the attack's layout)",
         "- other cores: cores other processes kept busy during the case's rounds (median / "
         f"max over rounds); `*`: median above {OTHER_CORES_THRESHOLD}, timings inflated and "
         "noisy",
