@@ -58,11 +58,11 @@ class Target(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.fc = nn.Linear(math.prod(SHAPE), CLASSES)
+        self.fc_layer = nn.Linear(math.prod(SHAPE), CLASSES)  # the layer MID's head replaces
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         features = x.flatten(1)
-        return features, self.fc(features)
+        return features, self.fc_layer(features)
 
 
 @dataclass
@@ -96,7 +96,7 @@ def target(scale: float = 1.0) -> Target:
     torch.manual_seed(2)
     model = Target()
     with torch.no_grad():
-        model.fc.weight.mul_(scale)
+        model.fc_layer.weight.mul_(scale)
     return model
 
 
@@ -347,25 +347,11 @@ def test_channels_last_on_cpu_matches_the_default_layout_and_is_restored(monkeyp
     assert not torch.equal(fast.images, invert(model, prior, **{**options, "iterations": 0}).images)
 
 
-class HeadTarget(nn.Module):
-    """A linear classifier with the ``fc_layer`` MID's VIB head replaces."""
-
-    input_shape = SHAPE
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.fc_layer = nn.Linear(math.prod(SHAPE), CLASSES)
-
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        features = x.flatten(1)
-        return features, self.fc_layer(features)
-
-
 def _vib_target() -> nn.Module:
     from fisher_mi.models.vib import VIBClassifier
 
     torch.manual_seed(6)
-    model = VIBClassifier(HeadTarget(), k=4)
+    model = VIBClassifier(Target(), k=4)
     with torch.no_grad():
         model.st_layer.bias[4:] = 6.0  # sigma = softplus(6 - 5) ~ 1.3: the noise matters
     return model
