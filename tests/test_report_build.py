@@ -118,3 +118,18 @@ def test_several_folders_need_an_out_and_empty_ones_are_refused(tmp_path: Path) 
     (tmp_path / "empty").mkdir()
     with pytest.raises(ConfigError, match="hold no"):
         build_report([tmp_path / "empty"])
+
+
+@pytest.mark.parametrize(
+    ("protocol", "name"),
+    [
+        ({"method": "gmi"}, "gmi"),
+        ({"method": "gmi", "logit_loss": True, "feature_reg": 1.0}, "gmi+lomma"),
+        ({"method": "kedmi", "sample_head": True}, "kedmi+sample"),
+        ({"method": "gmi", "logit_loss": True, "feature_reg": 0.0}, "gmi"),
+    ],
+)
+def test_attack_runs_are_named_by_their_options(protocol: dict, name: str) -> None:
+    from fisher_mi.report.runs import _method
+
+    assert _method(protocol) == name

@@ -158,9 +158,11 @@ def _model_run(history_path: Path, root: Path, prefix: str) -> ModelRun:
 
 
 def _method(protocol: dict[str, Any]) -> str:
-    """The method as the demo names it: ``gmi``, ``gmi+lomma`` (logit loss and regulariser)."""
+    """The method as the demo and compare name it: ``gmi``, ``gmi+lomma`` (logit loss and
+    regulariser), ``gmi+sample`` (MID's head queried by sampling)."""
     lomma = protocol.get("logit_loss") and protocol.get("feature_reg")
-    return str(protocol.get("method")) + ("+lomma" if lomma else "")
+    suffixes = ("+lomma" if lomma else "") + ("+sample" if protocol.get("sample_head") else "")
+    return str(protocol.get("method")) + suffixes
 
 
 def _step_timings(root: Path, prefix: str) -> list[dict[str, Any]]:
