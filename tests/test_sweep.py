@@ -207,3 +207,14 @@ def test_shared_stages_are_split_by_the_rank_outside_solo(
         run_sweep(config, tmp_path / "sweep")
     # jobs: [evaluator], [gan/gmi], [seed-0 pretrain, head, rules], [seed-1 ...]
     assert seen == ["gan/gmi", "seed-1/pretrain", "seed-1/head", "seed-1/rules"]
+
+
+def test_a_sweep_attacks_with_plgmi_through_a_prior_per_model(tmp_path: Path) -> None:
+    """plgmi (a conditional prior trained against each model) runs in a sweep like kedmi."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        result = sweep(
+            "digits", out=tmp_path / "run", **{**TINY, "cutoffs": (0,), "attacks": ("plgmi",)}
+        )
+    assert result.table["attack"].tolist() == ["plgmi", "plgmi"]  # the TL model, undefended
+    assert result.table["top1"].between(0, 1).all()
+    assert (tmp_path / "run" / "gan" / "plgmi-seed-0-cutoff-0" / "generator.pt").is_file()

@@ -73,7 +73,7 @@ def add_run_arguments(parser: argparse.ArgumentParser, *, out_help: str) -> None
     """What a sweep and a comparison (``fisher-mi compare``) share: the public data, attacks,
     seeds, architectures, sizes, ``--quick``, device and output."""
     parser.add_argument("--public", default=None, metavar="SPEC", help="default: --data")
-    parser.add_argument("--attacks", default="gmi", help="gmi and/or kedmi, comma-separated")
+    parser.add_argument("--attacks", default="gmi", help="gmi, kedmi and/or plgmi, comma-separated")
     parser.add_argument(
         "--seeds", type=seeds_value, default=(0,), help="N (seeds 0..N-1) or a,b,c (default: 1)"
     )

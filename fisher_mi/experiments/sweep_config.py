@@ -20,6 +20,7 @@ SWEPT_RULES = ("fixed", "mass", "knee", "ratio", "rgn", "auto")
 DEFAULT_ARCHS = {32: ("mcnn", "scnn"), 64: ("vgg_small", "resnet18")}
 PRIOR_SEED = 0  # the shared gmi prior, the kedmi priors and the evaluator
 # which rows a sweep holds, not how they are computed: may differ between runs into one folder
+SWEPT_ATTACKS = ("gmi", "kedmi", "plgmi")
 ROW_FIELDS = ("cutoffs", "attacks", "seeds", "device", "num_workers")
 
 
@@ -31,7 +32,8 @@ class SweepConfig:
         data: the private data spec (``mnist``, ``att:ROOT``); its public split is the public
             data unless ``public`` is given.
         cutoffs: ``all`` (every block boundary but the last) or block boundaries.
-        attacks: methods, each with its own protocol (``gmi``, ``kedmi``).
+        attacks: methods, each with its own protocol (``SWEPT_ATTACKS``: gmi with the one
+            shared prior, kedmi and plgmi with a prior per model).
         seeds: training seeds; each gets its own pre-training, TL models and undefended model.
         arch: the targets' architecture (default by image size: mcnn at 32 px, vgg_small at 64).
         evaluator_arch: another architecture (default: scnn at 32 px, resnet18 at 64).
@@ -68,9 +70,11 @@ class SweepConfig:
     num_workers: int = 0
 
     def __post_init__(self) -> None:
-        unknown = [name for name in self.attacks if name not in ("gmi", "kedmi")]
+        unknown = [name for name in self.attacks if name not in SWEPT_ATTACKS]
         if not self.attacks or unknown:
-            raise ConfigError(f"--attacks takes gmi and kedmi, got {','.join(self.attacks)!r}")
+            raise ConfigError(
+                f"--attacks takes {', '.join(SWEPT_ATTACKS)}, got {','.join(self.attacks)!r}"
+            )
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ConfigError(f"--seeds must be distinct seeds, got {list(self.seeds)}")
 

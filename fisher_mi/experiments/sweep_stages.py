@@ -119,7 +119,7 @@ class Sweep:
         )
 
     def gan_step(self, kind: str, unit: Unit | None = None) -> Step:
-        """The shared gmi prior, or the kedmi prior of one unit's model."""
+        """The shared gmi prior, or the kedmi or plgmi prior of one unit's model."""
         name = f"gan/{kind}" if unit is None else f"gan/{kind}-{unit.name.replace('/', '-')}"
         c = self.config
         config = GANTrainConfig(kind=kind, steps=c.gan_steps, **self._run_options(PRIOR_SEED))
