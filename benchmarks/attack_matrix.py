@@ -238,28 +238,28 @@ def _start(step: Step, root: Path, state: str, threads: int) -> Running:
     return Running(step, process, log, state, time.perf_counter())
 
 
-def _record(times: Path, running: Running, code: int) -> None:
-    seconds = time.perf_counter() - running.start
-    new_file = not times.exists()
-    with times.open("a", newline="") as handle:
-        writer = csv.writer(handle)
-        if new_file:
-            writer.writerow(["step", "state", "seconds", "exit", "command"])
-        writer.writerow(
-            [running.step.name, running.state, f"{seconds:.1f}", code, " ".join(running.step.argv)]
-        )
-
-
-def _record_invocation(root: Path, started: datetime, jobs: int) -> None:
-    path = root / "runs.csv"
-    ended = datetime.now(timezone.utc)
+def _append_row(path: Path, header: list[str], row: list[object]) -> None:
+    """Append ``row`` to the CSV at ``path``, writing ``header`` first into a new file."""
     new_file = not path.exists()
     with path.open("a", newline="") as handle:
         writer = csv.writer(handle)
         if new_file:
-            writer.writerow(["started", "ended", "wall_seconds", "jobs"])
-        wall = (ended - started).total_seconds()
-        writer.writerow([started.isoformat(), ended.isoformat(), f"{wall:.1f}", jobs])
+            writer.writerow(header)
+        writer.writerow(row)
+
+
+def _record(times: Path, running: Running, code: int) -> None:
+    seconds = time.perf_counter() - running.start
+    step = running.step
+    row = [step.name, running.state, f"{seconds:.1f}", code, " ".join(step.argv)]
+    _append_row(times, ["step", "state", "seconds", "exit", "command"], row)
+
+
+def _record_invocation(root: Path, started: datetime, jobs: int) -> None:
+    ended = datetime.now(timezone.utc)
+    wall = (ended - started).total_seconds()
+    row = [started.isoformat(), ended.isoformat(), f"{wall:.1f}", jobs]
+    _append_row(root / "runs.csv", ["started", "ended", "wall_seconds", "jobs"], row)
 
 
 def _reap(running: list[Running], root: Path, done: set[str]) -> tuple[Running, int] | None:

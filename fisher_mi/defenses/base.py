@@ -61,6 +61,8 @@ class Defense(ABC):
     """
 
     name: ClassVar[str] = ""
+    # method options (experiments.stages.METHOD_OPTIONS) its models are also attacked with
+    attack_variants: ClassVar[tuple[str, ...]] = ()
 
     def model_for(self, model: nn.Module) -> nn.Module:
         """The model this defense trains, made from ``model`` before it is planned and

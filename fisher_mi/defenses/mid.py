@@ -19,7 +19,7 @@ statistics (mu, sigma) are read by a forward hook on ``st_layer`` that ``prepare
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -104,6 +104,7 @@ class MID(Defense):
     """
 
     beta: float = BETA
+    attack_variants: ClassVar[tuple[str, ...]] = ("sample",)  # the literature samples z
     k: int = field(init=False, default=0)
     _statistics: dict[str, Tensor] = field(init=False, default_factory=dict, repr=False)
     _handle: RemovableHandle | None = field(init=False, default=None, repr=False)

@@ -40,7 +40,6 @@ from fisher_mi.experiments.compare_config import (
     CompareConfig,
     DefenseUnit,
     parse_defenses,
-    registered_of,
     strengths,
 )
 from fisher_mi.experiments.steps import Step
@@ -66,8 +65,7 @@ COLUMNS = (
 )
 HIT_COLUMNS = ("defense", "params", "seed", "attack", "identity", "draw", "top1")
 COMPARE_CSV, COMPARE_JSON = "compare.csv", "compare.json"
-SAMPLED_DEFENSE = "mid"  # its models are attacked through the sampling head as well
-SAMPLED = "+sample"  # the attack suffix of those rows
+SAMPLED = "+sample"  # the attack suffix of MID's sampled-head rows
 COMPARE_PNG = "compare.png"  # drawn by fisher_mi.report.plot_compare (report comes later)
 COMPARE = Layout(
     COMPARE_CSV,
@@ -129,10 +127,12 @@ class Compare:
         ]
 
     def methods(self, unit: DefenseUnit) -> list[str]:
-        """The unit's attacks: the config's, and for a MID model each also with ``+sample``."""
+        """The unit's attacks: the config's, each also with its defense's ``attack_variants``
+        (MID: ``+sample``)."""
         attacks = list(self.config.run.attacks)
-        sampled = registered_of(unit.defense) == SAMPLED_DEFENSE
-        return attacks + [method + SAMPLED for method in attacks] if sampled else attacks
+        defense = unit.build()
+        variants = defense.attack_variants if defense is not None else ()
+        return attacks + [f"{method}+{variant}" for variant in variants for method in attacks]
 
     def unit_steps(self, unit: DefenseUnit) -> list[Step]:
         """The sweep's steps of a unit (``Sweep.unit_steps``) with the unit's defense."""

@@ -277,7 +277,7 @@ class Sweep:
     def attack_step(self, unit: Unit, method: str) -> Step:
         """``method`` (``gmi``, ``kedmi``, either with ``+sample`` against a MID model's
         sampling head) against the unit's model, scored by the evaluator; the prior is the
-        shared gmi one or the unit's kedmi one."""
+        shared gmi one or the unit's own (kedmi, plgmi)."""
         kind = method.partition("+")[0]
         prior = "gan/gmi" if kind == "gmi" else self.gan_step(kind, unit).name
         name = f"attacks/{unit.name.replace('/', '-')}-{method}"
@@ -311,9 +311,10 @@ class Sweep:
         if unit.cutoff is not None:
             steps += [self.pretrain_step(unit.seed), self.head_step(unit.seed)]
         steps.append(self.model_step(unit, defense))
-        kinds = {method.partition("+")[0] for method in methods or self.config.attacks}
+        methods = methods or self.config.attacks
+        kinds = {method.partition("+")[0] for method in methods}
         steps += [self.gan_step(kind, unit) for kind in sorted(kinds - {"gmi"})]
-        steps += [self.attack_step(unit, method) for method in methods or self.config.attacks]
+        steps += [self.attack_step(unit, method) for method in methods]
         return steps
 
     # ---------------------------------------------------------------- tables
