@@ -37,8 +37,11 @@ def _model(folder: Path, *, seed: int, pretrained_on: str | None) -> str:
     return sha256(folder / "model.pt")
 
 
-def _metrics(model_sha: str, top1: float, *, beats: bool, iterations: int = 50) -> dict[str, Any]:
+def _metrics(
+    model_sha: str, top1: float, *, beats: bool, iterations: int = 50, **settings: Any
+) -> dict[str, Any]:
     protocol = {
+        **settings,
         "method": "gmi",
         "identities": [0, 1, 2, 3, 4],
         "per_identity": 20,
@@ -64,16 +67,18 @@ def _metrics(model_sha: str, top1: float, *, beats: bool, iterations: int = 50) 
     }
 
 
-def _runs(root: Path, *, beats: bool, tl_iterations: int = 50) -> Path:
+def _runs(root: Path, *, beats: bool, tl_iterations: int = 50, **tl_settings: Any) -> Path:
+    """An undefended and a TL model, each attacked; ``tl_settings``: attack settings only the
+    TL model's attack records."""
     plain = _model(root / "scratch", seed=0, pretrained_on=None)
     tl = _model(root / "tl", seed=1, pretrained_on="digits")
-    for name, sha, top1, iterations in (
-        ("scratch-gmi", plain, 0.9, 50),
-        ("tl-gmi", tl, 0.6, tl_iterations),
+    for name, sha, top1, iterations, settings in (
+        ("scratch-gmi", plain, 0.9, 50, {}),
+        ("tl-gmi", tl, 0.6, tl_iterations, tl_settings),
     ):
         folder = root / "attacks" / name
         folder.mkdir(parents=True)
-        metrics = _metrics(sha, top1, beats=beats, iterations=iterations)
+        metrics = _metrics(sha, top1, beats=beats, iterations=iterations, **settings)
         (folder / "metrics.json").write_text(json.dumps(metrics))
     return root
 
@@ -99,6 +104,16 @@ def test_mixed_protocols_are_refused_before_anything_is_written(tmp_path: Path) 
     with pytest.raises(ConfigError, match="differ in iterations"):
         build_report([_runs(tmp_path, beats=True, tl_iterations=99)])
     assert not (tmp_path / "report.md").exists()
+
+
+def test_a_setting_a_run_predates_counts_at_its_default(tmp_path: Path) -> None:
+    """The undefended run's protocol lacks ``sample_head`` and ``clip_latent`` (as one saved
+    before they existed): equal to a run recording their defaults, refused against a run
+    recording another value."""
+    build_report([_runs(tmp_path / "same", beats=True, sample_head=False, clip_latent=False)])
+    assert "TL-DMI changes top-1" in _comparison((tmp_path / "same" / "report.md").read_text())
+    with pytest.raises(ConfigError, match="differ in clip_latent"):
+        build_report([_runs(tmp_path / "other", beats=True, clip_latent=True)])
 
 
 def test_the_attack_table_prints_the_saved_numbers(tmp_path: Path) -> None:

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from fisher_mi.attacks.inversion import AttackSettings
 from fisher_mi.errors import DataError
 from fisher_mi.evaluate import protocol_hash
 from fisher_mi.experiments.compare import COMPARE, COMPARE_CSV, COMPARE_JSON
@@ -165,6 +166,16 @@ def _method(protocol: dict[str, Any]) -> str:
     return str(protocol.get("method")) + suffixes
 
 
+def _with_setting_defaults(protocol: dict[str, Any]) -> dict[str, Any]:
+    """The protocol with each attack setting it does not record at the setting's default.
+
+    A setting is only ever added with a default that keeps the earlier behaviour (``sample_head``
+    came after the first recorded runs, which all queried mu), so a run saved before the
+    setting existed ran at that default, and compares with a newer run that records it."""
+    defaults = {f.name: f.default for f in fields(AttackSettings) if f.default is not MISSING}
+    return {**defaults, **protocol}
+
+
 def _step_timings(root: Path, prefix: str) -> list[dict[str, Any]]:
     """Each step's seconds, as its manifest recorded them when it ran."""
     rows = []
@@ -214,6 +225,7 @@ def read_runs(run_dirs: Sequence[Path]) -> Runs:
             runs.fisher.append(FisherRun(_name(path.parent, root, prefix), table, record))
         for path in _files(root, "metrics.json"):
             metrics = _json(path)
+            metrics["protocol"] = _with_setting_defaults(metrics["protocol"])
             runs.attacks.append(
                 AttackRun(
                     _name(path.parent, root, prefix), _method(metrics["protocol"]), None, metrics
