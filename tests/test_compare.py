@@ -20,15 +20,18 @@ from fisher_mi.experiments.compare import (
     COLUMNS,
     COMPARE,
     Compare,
+    base_attack,
     compare,
     compare_series,
 )
 from fisher_mi.experiments.compare_config import (
     CompareConfig,
     DefenseUnit,
+    known_defenses,
     parse_defenses,
     parse_grid,
 )
+from fisher_mi.experiments.stages import SAMPLE_HEAD, has_option, with_option
 from fisher_mi.experiments.sweep import run_units
 from fisher_mi.experiments.sweep_config import SweepConfig
 from fisher_mi.io import load_checkpoint
@@ -61,6 +64,20 @@ def test_a_grid_of_three_values_gives_three_units() -> None:
         ("mid", (("beta", 0.01),)),
         ("mid", (("beta", 0.02),)),
     ]
+
+
+def test_only_mid_adds_the_sampled_head_attack_and_its_rows_compare_with_the_plain_one() -> None:
+    names = known_defenses()
+    variants = {n: DefenseUnit(cutoff=None, seed=0, defense=n).attack_variants for n in names}
+    assert variants == {name: (SAMPLE_HEAD,) if name.endswith("mid") else () for name in names}
+    assert with_option("gmi", SAMPLE_HEAD) == "gmi+sample"
+    assert [has_option(a, SAMPLE_HEAD) for a in ("gmi", "gmi+sample", "gmi+lomma")] == [
+        False,
+        True,
+        False,
+    ]
+    assert base_attack("gmi+lomma+sample") == "gmi+lomma"
+    assert base_attack("gmi+lomma") == "gmi+lomma"
 
 
 def test_a_grid_sets_every_defense_with_the_parameter_and_spares_the_others() -> None:

@@ -42,6 +42,7 @@ from fisher_mi.experiments.compare_config import (
     parse_defenses,
     strengths,
 )
+from fisher_mi.experiments.stages import SAMPLE_HEAD, with_option, without_option
 from fisher_mi.experiments.steps import Step
 from fisher_mi.experiments.sweep import run_units
 from fisher_mi.experiments.sweep_config import quick_config
@@ -65,7 +66,6 @@ COLUMNS = (
 )
 HIT_COLUMNS = ("defense", "params", "seed", "attack", "identity", "draw", "top1")
 COMPARE_CSV, COMPARE_JSON = "compare.csv", "compare.json"
-SAMPLED = "+sample"  # the attack suffix of MID's sampled-head rows
 COMPARE_PNG = "compare.png"  # drawn by fisher_mi.report.plot_compare (report comes later)
 COMPARE = Layout(
     COMPARE_CSV,
@@ -130,9 +130,8 @@ class Compare:
         """The unit's attacks: the config's, each also with its defense's ``attack_variants``
         (MID: ``+sample``)."""
         attacks = list(self.config.run.attacks)
-        defense = unit.build()
-        variants = defense.attack_variants if defense is not None else ()
-        return attacks + [f"{method}+{variant}" for variant in variants for method in attacks]
+        variants = unit.attack_variants
+        return attacks + [with_option(a, variant) for variant in variants for a in attacks]
 
     def unit_steps(self, unit: DefenseUnit) -> list[Step]:
         """The sweep's steps of a unit (``Sweep.unit_steps``) with the unit's defense."""
@@ -270,7 +269,7 @@ def _interval(values: pd.Series, name: str) -> dict[str, float]:
 def base_attack(attack: str) -> str:
     """The attack a row is compared with the undefended model under: ``gmi`` for
     ``gmi+sample`` (a model without a VIB head answers both the same)."""
-    return attack.removesuffix(SAMPLED)
+    return without_option(attack, SAMPLE_HEAD)
 
 
 def compare_series(table: pd.DataFrame) -> pd.DataFrame:

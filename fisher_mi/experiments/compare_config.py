@@ -181,6 +181,12 @@ class DefenseUnit(Unit):
         """The columns naming it in ``compare.csv`` and ``hits.csv``."""
         return {"defense": self.defense, "params": self.label, "seed": self.seed}
 
+    @property
+    def attack_variants(self) -> tuple[str, ...]:
+        """The attack options its defense adds (``Defense.attack_variants``; MID: sample)."""
+        registered = registered_of(self.defense)
+        return () if registered is None else DEFENSES.get(registered).attack_variants
+
     def build(self) -> Defense | None:
         """A fresh instance of its defense with its parameters (None: none and tl)."""
         registered = registered_of(self.defense)

@@ -40,8 +40,25 @@ from fisher_mi.training import CHECKPOINT, MODEL, Objective, Provenance, TrainCo
 
 DataFor = Callable[[nn.Module], Dataset]
 GAN_FILES = ("generator.pt", "discriminator.pt")
+SAMPLE_HEAD = "sample"  # the option that queries MID's head by sampling
 # A method's options after "+": LOMMA's losses, or MID's head queried by sampling.
-METHOD_OPTIONS: dict[str, dict[str, Any]] = {"lomma": LOMMA, "sample": {"sample_head": True}}
+METHOD_OPTIONS: dict[str, dict[str, Any]] = {"lomma": LOMMA, SAMPLE_HEAD: {"sample_head": True}}
+
+
+def with_option(method: str, option: str) -> str:
+    """``method`` with ``option`` (a ``METHOD_OPTIONS`` key) after "+": ``gmi+sample``."""
+    return f"{method}+{option}"
+
+
+def has_option(method: str, option: str) -> bool:
+    """Whether ``method`` (``gmi+lomma+sample``) names ``option`` after a "+"."""
+    return option in method.split("+")[1:]
+
+
+def without_option(method: str, option: str) -> str:
+    """``method`` with ``option`` removed: ``gmi`` for ``gmi+sample``."""
+    kind, *options = method.split("+")
+    return "+".join([kind, *(o for o in options if o != option)])
 
 
 def shaped(spec: str, split: str) -> DataFor:

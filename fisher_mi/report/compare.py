@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from fisher_mi.experiments.compare import SAMPLED, base_attack
+from fisher_mi.experiments.compare import base_attack
 from fisher_mi.experiments.compare_config import NONE
+from fisher_mi.experiments.stages import SAMPLE_HEAD, has_option
 from fisher_mi.report.tradeoff import (
     finish_panel,
     panels_figure,
@@ -60,7 +61,7 @@ def _panel(ax: Axes, points: pd.DataFrame, attack: str) -> None:
 def sampled_as_curves(series: pd.DataFrame) -> pd.DataFrame:
     """``series`` with each ``NAME+sample`` point moved into ``NAME``'s panel as a curve of
     its own, ``DEFENSE (sampled head)``, beside the same undefended reference."""
-    sampled = series["attack"].str.endswith(SAMPLED)
+    sampled = series["attack"].map(lambda attack: has_option(attack, SAMPLE_HEAD)).astype(bool)
     moved = series.copy()
     moved.loc[sampled, "defense"] = moved.loc[sampled, "defense"] + " (sampled head)"
     moved["attack"] = moved["attack"].map(base_attack)

@@ -26,6 +26,7 @@ from fisher_mi.errors import DataError
 from fisher_mi.evaluate import protocol_hash
 from fisher_mi.experiments.compare import COMPARE, COMPARE_CSV, COMPARE_JSON
 from fisher_mi.experiments.demo import DEMO_RECORD
+from fisher_mi.experiments.stages import METHOD_OPTIONS, with_option
 from fisher_mi.experiments.sweep_table import HITS_CSV, SWEEP, SWEEP_CSV, SWEEP_JSON, read_tables
 from fisher_mi.io import load_checkpoint, read_table
 from fisher_mi.rundir import MANIFEST, check_listed, read_manifest, sha256
@@ -161,9 +162,11 @@ def _model_run(history_path: Path, root: Path, prefix: str) -> ModelRun:
 def _method(protocol: dict[str, Any]) -> str:
     """The method as the demo and compare name it: ``gmi``, ``gmi+lomma`` (logit loss and
     regulariser), ``gmi+sample`` (MID's head queried by sampling)."""
-    lomma = protocol.get("logit_loss") and protocol.get("feature_reg")
-    suffixes = ("+lomma" if lomma else "") + ("+sample" if protocol.get("sample_head") else "")
-    return str(protocol.get("method")) + suffixes
+    method = str(protocol.get("method"))
+    for option, settings in METHOD_OPTIONS.items():
+        if all(protocol.get(key) for key in settings):
+            method = with_option(method, option)
+    return method
 
 
 def _with_setting_defaults(protocol: dict[str, Any]) -> dict[str, Any]:
