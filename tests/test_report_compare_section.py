@@ -58,14 +58,15 @@ def test_compare_section_by_hand(tmp_path: Path) -> None:
     mid = cells(lines, "| gmi | mid |")
     assert mid[2:5] == ["beta=0.01", "2", "1.000000"]
     assert mid[5].startswith("0.870000 [") and mid[6].startswith("0.400000 [")
-    assert mid[7:] == ["62.000000", "-0.040000", "-0.300000"]
+    # paired by seed, d = (0.30, 0.30): of the 4 sign patterns only (+, +) reaches 0.60
+    assert mid[7:] == ["62.000000", "-0.040000", "-0.300000", "0.2500"]
     tl = cells(lines, "| gmi | tl |")
     assert tl[2:5] == ["-", "1", "0.250000"]
     assert tl[5:7] == ["0.890000", "0.400000"]  # one seed: no interval
-    assert tl[8:] == ["-0.020000", "-0.300000"]
+    assert tl[8:] == ["-0.020000", "-0.300000", "-"]  # one seed: no test
     none = cells(lines, "| gmi | none |")
-    assert none[7:] == ["42.000000", "-", "-"]
+    assert none[7:] == ["42.000000", "-", "-", "-"]
     # MID's sampled head against none's gmi: 0.88 - 0.91 and 0.60 - 0.70
     sampled = cells(lines, "| gmi+sample | mid |")
-    assert sampled[5:] == ["0.880000", "0.600000", "70.000000", "-0.030000", "-0.100000"]
+    assert sampled[5:] == ["0.880000", "0.600000", "70.000000", "-0.030000", "-0.100000", "-"]
     assert tmp_path / "report" / "figures" / "compare.png" in figures
