@@ -347,6 +347,20 @@ def test_channels_last_on_cpu_matches_the_default_layout_and_is_restored(monkeyp
     assert not torch.equal(fast.images, invert(model, prior, **{**options, "iterations": 0}).images)
 
 
+def test_channels_last_restrides_one_by_one_kernels_so_shortcuts_stay_channels_last() -> None:
+    """A 1 x 1 kernel is "channels-last contiguous" with NCHW strides too; kept so, a shortcut
+    convolution returns NCHW and the rest of a residual network inherits it."""
+    from fisher_mi.attacks.inversion.attack import channels_last
+
+    shortcut = nn.Conv2d(3, 4, 1)
+    x = torch.randn(2, 3, 8, 8)
+    assert shortcut.weight.stride() == (3, 1, 1, 1)
+    with channels_last([shortcut]):
+        assert shortcut.weight.stride() == (3, 1, 3, 3)
+        assert shortcut(x).is_contiguous(memory_format=torch.channels_last)
+    assert shortcut.weight.stride() == (3, 1, 1, 1)
+
+
 def _vib_target() -> nn.Module:
     from fisher_mi.models.vib import VIBClassifier
 
