@@ -389,7 +389,7 @@ class InversionAttack(ABC):
 
     def _layout(self, images: Tensor) -> Tensor:
         if images.dim() == 4 and self._channels_last():
-            return images.to(memory_format=torch.channels_last)  # grey: see channels_last
+            return images.contiguous(memory_format=torch.channels_last)
         return images
 
     def _networks(self) -> list[nn.Module]:
