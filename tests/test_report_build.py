@@ -22,12 +22,14 @@ from fisher_mi.report import INCONCLUSIVE, build_report
 from fisher_mi.rundir import sha256
 
 
-def _model(folder: Path, *, seed: int, pretrained_on: str | None) -> str:
+def _model(
+    folder: Path, *, seed: int, pretrained_on: str | None, defense: dict | None = None
+) -> str:
     torch.manual_seed(seed)
     save_model(
         build_model("mcnn", num_classes=5),
         folder / "model.pt",
-        meta={"role": "target", "pretrained_on": pretrained_on},
+        meta={"role": "target", "pretrained_on": pretrained_on, "defense": defense},
     )
     history = pd.DataFrame(
         {"epoch": [1, 2], "validation_accuracy": [0.8, 0.9], "test_accuracy": [0.75, 0.85],
@@ -67,11 +69,13 @@ def _metrics(
     }
 
 
-def _runs(root: Path, *, beats: bool, tl_iterations: int = 50, **tl_settings: Any) -> Path:
-    """An undefended and a TL model, each attacked; ``tl_settings``: attack settings only the
-    TL model's attack records."""
-    plain = _model(root / "scratch", seed=0, pretrained_on=None)
-    tl = _model(root / "tl", seed=1, pretrained_on="digits")
+def _runs(
+    root: Path, *, beats: bool, tl_iterations: int = 50, model_seed: int = 0, **tl_settings: Any
+) -> Path:
+    """An undefended and a TL model (weights drawn from ``model_seed`` and the next seed), each
+    attacked; ``tl_settings``: attack settings only the TL model's attack records."""
+    plain = _model(root / "scratch", seed=model_seed, pretrained_on=None)
+    tl = _model(root / "tl", seed=model_seed + 1, pretrained_on="digits")
     for name, sha, top1, iterations, settings in (
         ("scratch-gmi", plain, 0.9, 50, {}),
         ("tl-gmi", tl, 0.6, tl_iterations, tl_settings),
@@ -148,3 +152,31 @@ def test_attack_runs_are_named_by_their_options(protocol: dict, name: str) -> No
     from fisher_mi.report.runs import _method
 
     assert _method(protocol) == name
+
+
+def test_pairs_stay_within_a_group_and_skip_regularised_models(tmp_path: Path) -> None:
+    """Two seeds of a sweep-like folder: each seed's undefended model is paired with its own
+    seed's TL model only; a MID model is listed with its defense and never called undefended."""
+    for seed in (0, 1):
+        _runs(tmp_path / f"seed-{seed}", beats=True, model_seed=10 * seed)
+    mid = _model(
+        tmp_path / "seed-0" / "mid",
+        seed=2,
+        pretrained_on=None,
+        defense={"name": "mid", "params": {"beta": 0.003}},
+    )
+    attack = tmp_path / "seed-0" / "attacks" / "mid-gmi"
+    attack.mkdir()
+    metrics = _metrics(mid, 0.5, beats=True)
+    (attack / "metrics.json").write_text(json.dumps(metrics))
+    build_report([tmp_path])
+    report = (tmp_path / "report.md").read_text()
+    section = report.split("## Undefended against TL-DMI")[1].split("\n## ")[0]
+    rows = [line for line in section.splitlines() if line.startswith("| gmi")]
+    assert rows == [
+        f"| gmi | `seed-{seed}/scratch` | 0.900000 | `seed-{seed}/tl` | 0.600000 | "
+        "TL-DMI changes top-1 by -0.300000 |"
+        for seed in (0, 1)
+    ]
+    model_row = next(line for line in report.splitlines() if line.startswith("| `seed-0/mid`"))
+    assert "| mid beta=0.003 |" in model_row

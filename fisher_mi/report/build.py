@@ -5,9 +5,10 @@ with no clock read here: the same folders give the same ``report.md``, byte for 
 machine (the figures are redrawn too). Rates and distances are printed with 6 decimals, so
 the report can be checked against a re-scoring (``fisher-mi evaluate``) to 1e-6.
 
-Comparisons (undefended target against a TL-DMI one, per attack) need the same attack
-protocol: two runs whose protocols differ in anything but what names the target (the model,
-its prior, its surrogates) are refused. A comparison is "inconclusive" where the undefended
+Comparisons (undefended target against a TL-DMI one, per attack, within one group of models:
+a demo, or one seed of a sweep or comparison) need the same attack protocol: two runs whose
+protocols differ in anything but what names the target (the model, its prior, its
+surrogates) are refused. A comparison is "inconclusive" where the undefended
 attack does not beat both chance (its binomial p-value is not below ``VERDICT_ALPHA``) and
 its own prior (``baselines.verdict``): then no drop under TL-DMI can be read as a defence.
 """
@@ -78,6 +79,7 @@ def _models(runs: Runs) -> str:
             f"`{m.name}`",
             m.role,
             m.pretrained_on or "-",
+            m.defense or "-",
             len(m.history),
             int(m.kept["epoch"]),
             number(m.kept.get("validation_accuracy")),
@@ -86,8 +88,8 @@ def _models(runs: Runs) -> str:
         ]
         for m in runs.models
     ]
-    header = ["model", "role", "pre-trained on", "epochs", "kept epoch", "validation acc.",
-              "private-test acc.", "frozen layers"]  # fmt: skip
+    header = ["model", "role", "pre-trained on", "defense", "epochs", "kept epoch",
+              "validation acc.", "private-test acc.", "frozen layers"]  # fmt: skip
     return pipe_table(header, rows)
 
 
@@ -162,12 +164,21 @@ def _check_same_protocol(undefended: AttackRun, defended: AttackRun) -> None:
 
 
 def _comparison_rows(runs: Runs) -> list[list[Any]]:
-    models: dict[str | None, ModelRun] = {m.name: m for m in runs.models}
-    plain = [a for a in runs.attacks if a.model in models and not models[a.model].defended]
-    tl = [a for a in runs.attacks if a.model in models and models[a.model].defended]
+    """Each undefended model's attack against each TL-DMI model's attack by the same method,
+    within one group of models (``ModelRun.group``: a demo, or one seed of a sweep or
+    comparison; pairing across seeds would compare training draws, not defenses). Models
+    trained under a regularisation defense are not undefended: a comparison folder's own
+    section pairs them with ``none`` by seed."""
+    models: dict[str | None, ModelRun] = {m.name: m for m in runs.models if m.defense is None}
+    attacked = [a for a in runs.attacks if a.model in models]
+    plain = [a for a in attacked if not models[a.model].defended]
+    tl = [a for a in attacked if models[a.model].defended]
     rows = []
     for undefended in plain:
-        for defended in (d for d in tl if d.method == undefended.method):
+        group = models[undefended.model].group
+        for defended in tl:
+            if defended.method != undefended.method or models[defended.model].group != group:
+                continue
             _check_same_protocol(undefended, defended)
             before, after = undefended.metrics["top1"]["mean"], defended.metrics["top1"]["mean"]
             reading = (

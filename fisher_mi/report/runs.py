@@ -48,11 +48,18 @@ class ModelRun:
     frozen: int
     layers: int
     model_sha256: str | None
+    defense: str | None = None  # the training-time defense, as ``mid beta=0.003``; None: plain
 
     @property
     def defended(self) -> bool:
         """TL-DMI: pre-trained on public data, or trained with layers frozen."""
         return self.pretrained_on is not None or self.frozen > 0
+
+    @property
+    def group(self) -> str:
+        """The folder holding the model's folder (``seed-0`` for ``seed-0/tl``): the models
+        of one demo, sweep seed or comparison seed, which the report pairs with each other."""
+        return self.name.rpartition("/")[0]
 
 
 @dataclass(frozen=True)
@@ -138,6 +145,15 @@ def _meta(model_path: Path) -> dict[str, Any]:
     return dict(payload.get("meta") or {}) if isinstance(payload, dict) else {}
 
 
+def _defense(meta: dict[str, Any]) -> str | None:
+    """``NAME k=v,...`` of the defense a checkpoint's meta records; None for plain training."""
+    defense = meta.get("defense") or {}
+    if not defense.get("name"):
+        return None
+    params = ",".join(f"{key}={value}" for key, value in (defense.get("params") or {}).items())
+    return f"{defense['name']} {params}".strip()
+
+
 def _model_run(history_path: Path, root: Path, prefix: str) -> ModelRun:
     folder = history_path.parent
     history = read_table(check_listed(history_path))
@@ -156,6 +172,7 @@ def _model_run(history_path: Path, root: Path, prefix: str) -> ModelRun:
         frozen=int(plan.get("cutoff", 0)),
         layers=len(plan.get("layers", [])),
         model_sha256=sha256(check_listed(model_path)) if model_path.is_file() else None,
+        defense=_defense(meta),
     )
 
 
