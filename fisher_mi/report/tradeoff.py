@@ -51,7 +51,8 @@ def finish_panel(ax: Axes, points: pd.DataFrame, attack: str, labels: str) -> No
     ax.set_xlabel("attack top-1 (evaluator)")
     ax.set_ylabel("natural accuracy (private-test)")
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
+    # below the axes, never over a point (the undefended star often sits in a corner)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2)
 
 
 def panels_figure(
@@ -65,11 +66,10 @@ def panels_figure(
     from matplotlib.figure import Figure
 
     attacks = list(dict.fromkeys(series["attack"]))
-    fig = Figure(figsize=(width * len(attacks), height))
+    fig = Figure(figsize=(width * len(attacks), height), layout="constrained")
     axes = fig.subplots(1, len(attacks), squeeze=False)[0]
     for ax, attack in zip(axes, attacks, strict=True):
         panel(ax, series[series["attack"] == attack], attack)
-    fig.tight_layout()
     return fig
 
 
