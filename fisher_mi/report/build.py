@@ -176,9 +176,8 @@ def _comparison_rows(runs: Runs) -> list[list[Any]]:
     rows = []
     for undefended in plain:
         group = models[undefended.model].group
-        for defended in tl:
-            if defended.method != undefended.method or models[defended.model].group != group:
-                continue
+        same = (d for d in tl if d.method == undefended.method and models[d.model].group == group)
+        for defended in same:
             _check_same_protocol(undefended, defended)
             before, after = undefended.metrics["top1"]["mean"], defended.metrics["top1"]["mean"]
             reading = (

@@ -25,6 +25,7 @@ from fisher_mi.attacks.inversion import AttackSettings
 from fisher_mi.errors import DataError
 from fisher_mi.evaluate import protocol_hash
 from fisher_mi.experiments.compare import COMPARE, COMPARE_CSV, COMPARE_JSON
+from fisher_mi.experiments.compare_config import params_text
 from fisher_mi.experiments.demo import DEMO_RECORD
 from fisher_mi.experiments.stages import METHOD_OPTIONS, with_option
 from fisher_mi.experiments.sweep_table import HITS_CSV, SWEEP, SWEEP_CSV, SWEEP_JSON, read_tables
@@ -150,8 +151,7 @@ def _defense(meta: dict[str, Any]) -> str | None:
     defense = meta.get("defense") or {}
     if not defense.get("name"):
         return None
-    params = ",".join(f"{key}={value}" for key, value in (defense.get("params") or {}).items())
-    return f"{defense['name']} {params}".strip()
+    return f"{defense['name']} {params_text((defense.get('params') or {}).items())}".strip()
 
 
 def _model_run(history_path: Path, root: Path, prefix: str) -> ModelRun:
